@@ -1,0 +1,9 @@
+"""The paper's published CIFAR-10 numbers: the only numbers in this suite typed in by hand.
+
+Source: He, Zhang, Ren, Sun, "Deep Residual Learning for Image Recognition", arXiv:1512.03385,
+Table 6 (ResNet test error, option A, 64k iterations) and Figure 6 (plain nets: read off the plot,
+approximate). Parameters are Table 6's, in millions.
+"""
+RESNET_TEST_ERROR = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}  # %, Table 6
+PLAIN_TEST_ERROR = {20: 9.7, 32: 10.0, 44: 11.3, 56: 13.2}  # %, approximate, Figure 6 (left)
+PARAMETERS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}  # Table 6

@@ -1,0 +1,116 @@
+"""CIFAR-10 from tfds, the paper's preprocessing, and a resumable, deterministic input pipeline.
+
+The training stream is a pure function of (seed, iteration): epoch e is the permutation drawn with
+seed (seed, e) and batch t is augmented with seeds derived from (seed, t). A run resumed at
+iteration t therefore sees exactly the batches an uninterrupted run would have seen, with no
+input-pipeline state in the checkpoint.
+"""
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+PAD = 4  # pixels of zero padding before the random 32x32 crop (paper section 4.2)
+TRAIN_SIZE, VALIDATION_SIZE = 50_000, 5_000  # the paper's 45k/5k split for choosing hyper-parameters
+
+
+class DataError(Exception):
+    """The data cannot be read; the message says where it looked and what to do."""
+
+
+@dataclass
+class Cifar10:
+    train_images: np.ndarray  # uint8, N x 32 x 32 x 3
+    train_labels: np.ndarray  # int32
+    test_images: np.ndarray  # float32, mean-subtracted
+    test_labels: np.ndarray
+    mean: np.ndarray  # per-pixel mean image of the training images, 32 x 32 x 3, 0-1 scale
+
+
+def _split(name, data_dir, download):
+    """One tfds split as numpy arrays, with the failures a user can cause turned into DataError."""
+    where = data_dir or f"tfds's default data_dir ({tfds.core.constants.DATA_DIR})"
+    if data_dir is not None and not download and not Path(data_dir).is_dir():
+        raise DataError(
+            f"data.dir={data_dir} does not exist (download is off): point data.dir or "
+            "TFDS_DATA_DIR at a folder holding cifar10/3.0.2, or set data.download=true"
+        )
+    try:
+        images, labels = tfds.as_numpy(tfds.load(
+            "cifar10", split=name, data_dir=data_dir, download=download,
+            as_supervised=True, batch_size=-1,
+        ))
+    except tf.errors.OpError as e:
+        first_line = str(e.message).strip().splitlines()[0]
+        raise DataError(f"cifar10 in {where} cannot be read ({first_line}): the files are damaged; "
+                        "delete them and prepare the data again") from None
+    except (AssertionError, FileNotFoundError) as e:
+        if download:
+            raise DataError(f"could not download or prepare cifar10 in {where}: {e}") from None
+        raise DataError(
+            f"no prepared cifar10 in {where} and data.download=false: point data.dir or "
+            "TFDS_DATA_DIR at a folder holding cifar10/3.0.2, or set data.download=true"
+        ) from None
+    return images, labels.astype(np.int32)
+
+
+def load(data_dir=None, download=True, train_examples=None, test_examples=None,
+         validation=False) -> Cifar10:
+    """The training and evaluation sets; with validation=True, the paper's 45k/5k split of train."""
+    train_end = TRAIN_SIZE - VALIDATION_SIZE if validation else TRAIN_SIZE
+    if train_examples is not None:
+        train_end = min(train_end, train_examples)
+    if validation:
+        test_end = TRAIN_SIZE if test_examples is None else min(TRAIN_SIZE, 45_000 + test_examples)
+        test_split = f"train[{TRAIN_SIZE - VALIDATION_SIZE}:{test_end}]"
+    else:
+        test_split = "test" if test_examples is None else f"test[:{test_examples}]"
+    train_images, train_labels = _split(f"train[:{train_end}]", data_dir, download)
+    test_images, test_labels = _split(test_split, data_dir, download)
+    mean = (train_images.astype(np.float32) / 255).mean(axis=0)
+    return Cifar10(train_images, train_labels, test_images.astype(np.float32) / 255 - mean,
+                   test_labels, mean)
+
+
+def train_batches(data: Cifar10, batch_size: int, seed: int, start_iteration: int = 0):
+    """An endless stream of (iteration, images, labels) from `start_iteration` on."""
+    n = len(data.train_labels)
+    if n < batch_size:
+        raise DataError(f"data.train_examples={n} is smaller than train.batch_size={batch_size}")
+    images, labels = tf.constant(data.train_images), tf.constant(data.train_labels)
+    mean = tf.constant(data.mean)
+
+    def epoch_order(epoch):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n), seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(order)
+
+    first = start_iteration * batch_size
+    order = (tf.data.Dataset.range(first // n, sys.maxsize).flat_map(epoch_order)
+             .skip(first % n).batch(batch_size, drop_remainder=True))
+
+    def augment(iteration, index):
+        """Pad 4, random 32x32 crop, random horizontal flip; one draw per image, vectorised."""
+        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
+            tf.stack([tf.cast(seed, tf.int64), iteration]), num=2))
+        x = tf.cast(tf.gather(images, index), tf.float32) / 255 - mean
+        x = tf.pad(x, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]])
+        offset = tf.random.stateless_uniform((batch_size, 2), crop_seed, 0, 2 * PAD + 1, tf.int32)
+        rows = offset[:, :1] + tf.range(32)
+        cols = offset[:, 1:] + tf.range(32)
+        x = tf.gather(x, rows, axis=1, batch_dims=1)
+        x = tf.gather(x, cols, axis=2, batch_dims=1)
+        flip = tf.random.stateless_uniform((batch_size, 1, 1, 1), flip_seed) < 0.5
+        x = tf.where(flip, tf.reverse(x, axis=[2]), x)
+        return iteration, x, tf.gather(labels, index)
+
+    stream = tf.data.Dataset.zip(tf.data.Dataset.range(start_iteration, sys.maxsize), order)
+    return stream.map(augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def test_batches(data: Cifar10, batch_size: int = 500):
+    return (tf.data.Dataset.from_tensor_slices((data.test_images, data.test_labels))
+            .batch(batch_size).prefetch(tf.data.AUTOTUNE))

@@ -1,0 +1,35 @@
+"""Train one network: `python -m src.run depth=56 shortcut=projection` (see conf/config.yaml).
+
+With `-m` (Hydra multirun) a failing run is reported and the sweep goes on; `src.sweep` lists
+the failures at the end.
+"""
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+import src  # noqa: F401  (quiet TensorFlow start-up)
+from src.data import DataError
+from src.train import ConfigError, NumericalError, train
+
+EXPECTED = (ConfigError, DataError, NumericalError)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        train(cfg)
+    except Exception as e:
+        if not in_sweep and not isinstance(e, EXPECTED):
+            raise
+        print(f"error: {e}" if isinstance(e, EXPECTED) else f"error: {type(e).__name__}: {e}",
+              file=sys.stderr, flush=True)
+        if not in_sweep:
+            sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,456 @@
+"""Train one network of the paper's CIFAR-10 study, log its curves, and resume it.
+
+A short custom loop around Keras' model, optimizer, schedule and loss, rather than `fit`: a run
+must be checkpointable at any iteration (SIGTERM before preemption), including the half-finished
+logging interval, and resume to the same CSV it would have written uninterrupted.
+"""
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from omegaconf import DictConfig, OmegaConf
+
+from src import data as cifar
+from src.models import blocks_per_stage, check_shortcut, resnet, trainable_parameters
+
+COLUMNS = ["iteration", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error",
+           "seconds", "eval_seconds", "images_per_second"]
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# Config keys that do not change what a run computes: a folder may be resumed with other values.
+RESUMABLE_KEYS = ("results_dir", "run_dir", "overwrite", "data.dir", "data.download",
+                  "checkpoint.every")
+
+
+class ConfigError(Exception):
+    """A value the user gave is not allowed; the message names it and what is."""
+
+
+class NumericalError(Exception):
+    """The loss became NaN or infinite."""
+
+
+# --- configuration -------------------------------------------------------------------------
+
+def check_config(cfg: DictConfig) -> None:
+    """Every user-facing value, checked before anything is built or written."""
+    try:
+        blocks_per_stage(cfg.depth)
+        check_shortcut(cfg.shortcut)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    t = cfg.train
+    for key, value in [("train.batch_size", t.batch_size), ("train.iterations", t.iterations),
+                       ("log.every", cfg.log.every), ("log.test_every", cfg.log.test_every),
+                       ("checkpoint.every", cfg.checkpoint.every)]:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{key}={value!r} is not allowed: it must be a positive whole number")
+    if t.iterations % cfg.log.test_every or cfg.log.test_every % cfg.log.every:
+        raise ConfigError(f"log.every={cfg.log.every}, log.test_every={cfg.log.test_every} are not "
+                          f"allowed: log.every must divide log.test_every, which must divide "
+                          f"train.iterations={t.iterations}")
+    if not (isinstance(t.lr, (int, float)) and t.lr > 0):
+        raise ConfigError(f"train.lr={t.lr!r} is not allowed: it must be a positive number")
+    if list(t.milestones) != sorted(t.milestones) or not all(0 < m < 1 for m in t.milestones):
+        raise ConfigError(f"train.milestones={list(t.milestones)} is not allowed: increasing "
+                          "fractions of train.iterations between 0 and 1")
+    if t.warmup not in ("auto", True, False):
+        raise ConfigError(f"train.warmup={t.warmup!r} is not allowed: auto, true or false")
+    if t.precision not in PRECISIONS:
+        raise ConfigError(f"train.precision={t.precision!r} is not allowed: "
+                          f"choose one of {', '.join(PRECISIONS)}")
+    for key in ("train_examples", "test_examples"):
+        value = cfg.data[key]
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value <= 0):
+            raise ConfigError(f"data.{key}={value!r} is not allowed: a positive whole number "
+                              "or null (all)")
+
+
+def warmup_enabled(cfg: DictConfig) -> bool:
+    """Paper section 4.2: only the 110-layer (and deeper) nets warm up at lr 0.01."""
+    return cfg.depth >= 110 if cfg.train.warmup == "auto" else bool(cfg.train.warmup)
+
+
+def comparable(cfg: DictConfig) -> dict:
+    """The config as a flat dict of what determines a run's results."""
+    flat = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0]
+    return {k: v for k, v in flat.to_dict().items() if k not in RESUMABLE_KEYS}
+
+
+# --- the schedule ----------------------------------------------------------------------------
+
+class PaperSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """lr, divided by 10 at each milestone (fractions of the budget: 32k and 48k of 64k in the
+    paper); while `warming_up` is set, the warm-up lr instead (paper, 110 layers)."""
+
+    def __init__(self, lr, iterations, milestones, warmup_lr, warming_up=False):
+        self.lr, self.warmup_lr = float(lr), float(warmup_lr)
+        self.boundaries = [round(m * iterations) for m in milestones]
+        self.warming_up = tf.Variable(bool(warming_up), trainable=False, name="warming_up")
+
+    def __call__(self, step):
+        drops = tf.add_n([tf.cast(step >= b, tf.float32) for b in self.boundaries] + [0.0])
+        scheduled = self.lr * tf.pow(0.1, drops)
+        return tf.where(self.warming_up, self.warmup_lr, scheduled)
+
+    def get_config(self):
+        return {"lr": self.lr, "boundaries": self.boundaries, "warmup_lr": self.warmup_lr}
+
+
+# --- atomic files and the checkpoint ----------------------------------------------------------
+
+def write_atomic(path: Path, write) -> None:
+    """`write(file)` to a temporary file, then rename it over `path`: a kill at any moment leaves
+    the old or the new version whole, never a torn one."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda f: f.write(text))
+
+
+def write_json(path: Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+class Checkpoint:
+    """`checkpoint.npz` (last) and `checkpoint.prev.npz` (the one before), each complete.
+
+    Which checkpoint wins on resume: 1. the last one if it loads; 2. else the previous one, the
+    damaged last one being kept aside as checkpoint.corrupt-<time>.npz; 3. else a fresh start.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.last = run_dir / "checkpoint.npz"
+        self.prev = run_dir / "checkpoint.prev.npz"
+
+    def exists(self) -> bool:
+        return self.last.exists() or self.prev.exists()
+
+    def save(self, model, optimizer, state: dict) -> None:
+        arrays = {f"model_{i}": v.numpy() for i, v in enumerate(model.weights)}
+        arrays |= {f"optimizer_{i}": v.numpy() for i, v in enumerate(optimizer.variables)}
+        arrays["state"] = np.array(json.dumps(state))
+        tmp = self.last.with_name(f".{self.last.name}.tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        # The old last becomes prev before the new one takes its place: at every moment at least
+        # one complete checkpoint exists, and load() falls back to prev if last is missing.
+        if self.last.exists():
+            os.replace(self.last, self.prev)
+        os.replace(tmp, self.last)
+
+    def load(self, model, optimizer):
+        """Restore into model and optimizer; return the saved state dict, or None for a fresh start."""
+        for path in (self.last, self.prev):
+            if not path.exists():
+                continue
+            try:
+                with np.load(path) as f:
+                    state = json.loads(str(f["state"]))
+                    weights = [f[f"model_{i}"] for i in range(len(model.weights))]
+                    slots = [f[f"optimizer_{i}"] for i in range(len(optimizer.variables))]
+            except Exception as e:  # a torn or corrupted zip fails in many ways; all mean "unusable"
+                aside = path.with_name(f"checkpoint.corrupt-{time.strftime('%Y%m%d-%H%M%S')}.npz")
+                os.replace(path, aside)
+                print(f"warning: {path.name} is damaged ({type(e).__name__}); kept as "
+                      f"{aside.name}, falling back to the previous checkpoint", file=sys.stderr)
+                continue
+            for variable, value in zip(model.weights, weights):
+                variable.assign(value)
+            for variable, value in zip(optimizer.variables, slots):
+                variable.assign(value)
+            return state
+        return None
+
+
+# --- metrics.csv --------------------------------------------------------------------------------
+
+def read_rows(path: Path, up_to_iteration: int) -> list[dict]:
+    """The logged rows up to a checkpoint's iteration: later ones belong to lost work."""
+    if not path.exists():
+        return []
+    rows = pd.read_csv(path).to_dict("records")
+    return [r for r in rows if r["iteration"] <= up_to_iteration]
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    write_atomic(path, lambda f: pd.DataFrame(rows, columns=COLUMNS).to_csv(f, index=False))
+
+
+# --- what a run folder records about itself -------------------------------------------------------
+
+def hardware() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus, "platform": platform.platform()}
+
+
+def versions() -> dict:
+    return {"python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "tensorflow_datasets": tfds.__version__,
+            "numpy": np.__version__}
+
+
+def code_version() -> str:
+    here = Path(__file__).parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+# --- the steps ---------------------------------------------------------------------------------
+
+def count_wrong(logits, labels):
+    return tf.reduce_sum(tf.cast(tf.argmax(logits, -1, tf.int32) != labels, tf.float32))
+
+
+def make_optimizer(cfg: DictConfig) -> tuple[keras.optimizers.Optimizer, PaperSchedule]:
+    """SGD with momentum on the paper's schedule (weight decay is in the model's L2 losses)."""
+    t = cfg.train
+    schedule = PaperSchedule(t.lr, t.iterations, t.milestones, t.warmup_lr, warmup_enabled(cfg))
+    optimizer = keras.optimizers.SGD(schedule, momentum=t.momentum)
+    if t.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer, schedule
+
+
+def make_train_step(model, optimizer, jit_compile=False):
+    """One SGD step on a batch; returns (mean cross-entropy, number of wrong predictions)."""
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    optimizer.build(model.trainable_variables)
+
+    @tf.function(jit_compile=jit_compile)
+    def train_step(images, labels):
+        with tf.GradientTape() as tape:
+            logits = model(images, training=True)
+            loss = cross_entropy(labels, logits)
+            scaled = optimizer.scale_loss(loss + tf.add_n(model.losses))
+        optimizer.apply_gradients(zip(tape.gradient(scaled, model.trainable_variables),
+                                      model.trainable_variables))
+        return loss, count_wrong(logits, labels)
+
+    return train_step
+
+
+# --- the run --------------------------------------------------------------------------------------
+
+def read_summary(run_dir: Path) -> dict:
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def config_changes(cfg: DictConfig, run_dir: Path) -> dict[str, tuple]:
+    """{key: (saved, asked)} where the run already in `run_dir` (if any) differs from `cfg`."""
+    saved = read_summary(run_dir).get("config")
+    if saved is None:
+        return {}
+    before, now = comparable(OmegaConf.create(saved)), comparable(cfg)
+    return {k: (before.get(k), now.get(k)) for k in sorted(before.keys() | now.keys())
+            if before.get(k) != now.get(k)}
+
+
+def prepare_run_dir(cfg: DictConfig, run_dir: Path) -> dict | None:
+    """Check that the folder can hold this run; return its finished summary if it is done."""
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / f".write-test{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"results_dir={cfg.results_dir} cannot be written: cannot create files "
+                          f"in {run_dir} ({e.strerror})") from None
+    changes = config_changes(cfg, run_dir)
+    if changes and not cfg.overwrite:
+        shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:3])
+        raise ConfigError(f"{run_dir} holds a run with another config ({shown}); use another "
+                          "results_dir or seed, or pass overwrite=true to set it aside")
+    if changes:
+        aside = run_dir / f"replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside.mkdir()
+        for item in run_dir.iterdir():
+            if item.name != aside.name and not item.name.startswith("replaced-"):
+                os.replace(item, aside / item.name)
+        print(f"overwrite=true: the earlier run is kept in {aside}")
+    for stale in run_dir.glob(".*.tmp*"):  # half-written by a killed process; never renamed in
+        stale.unlink()
+    summary = read_summary(run_dir)
+    if summary.get("status") == "finished":
+        return summary
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    write_text(run_dir / ".hydra/config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    return None
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train (or resume, or just report) the run that `cfg` describes; return its summary."""
+    check_config(cfg)
+    run_dir = Path(cfg.run_dir)
+    finished = prepare_run_dir(cfg, run_dir)
+    if finished is not None:
+        print(f"{run_dir} is finished: train error {finished['train_error']:.2f}%, "
+              f"test error {finished['test_error']:.2f}% after {finished['iterations']} iterations")
+        return finished
+
+    t = cfg.train
+    keras.utils.set_random_seed(cfg.seed)
+    if t.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy(t.precision)
+    data = cifar.load(cfg.data.dir, cfg.data.download, cfg.data.train_examples,
+                      cfg.data.test_examples, cfg.data.validation)
+
+    model = resnet(cfg.depth, cfg.shortcut)
+    optimizer, schedule = make_optimizer(cfg)
+    train_step = make_train_step(model, optimizer, t.jit_compile)
+
+    @tf.function(jit_compile=t.jit_compile)
+    def test_step(images, labels):
+        logits = model(images, training=False)
+        loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(labels, logits, True))
+        return loss, count_wrong(logits, labels)
+
+    test_batches = cifar.test_batches(data)
+
+    def evaluate():
+        loss = wrong = 0.0
+        for images, labels in test_batches:
+            batch_loss, batch_wrong = test_step(images, labels)
+            loss, wrong = loss + float(batch_loss), wrong + float(batch_wrong)
+        n = len(data.test_labels)
+        return loss / n, 100 * wrong / n
+
+    # The interval accumulators are part of the state, so a checkpoint may fall mid-interval.
+    checkpoint = Checkpoint(run_dir)
+    fresh = {"iteration": 0, "warming_up": warmup_enabled(cfg), "loss_sum": 0.0,
+             "wrong": 0.0, "seen": 0, "interval_seconds": 0.0, "seconds": 0.0}
+    state = checkpoint.load(model, optimizer) or fresh
+    schedule.warming_up.assign(state["warming_up"])
+    rows = read_rows(run_dir / "metrics.csv", state["iteration"])
+    if state["iteration"]:
+        print(f"resuming {run_dir} at iteration {state['iteration']}")
+
+    summary = {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True),
+               "parameters": trainable_parameters(model), "hardware": hardware(),
+               "versions": versions(), "commit": code_version()}
+
+    def save_summary(status, **extra):
+        last = rows[-1] if rows else {}
+        summary.update(status=status, iterations=state["iteration"],
+                       train_error=last.get("train_error"), test_error=last.get("test_error"),
+                       wall_seconds=state["seconds"],
+                       updated=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
+        write_json(run_dir / "summary.json", summary)
+
+    stop = []
+    handlers = {s: signal.signal(s, lambda signum, _: stop.append(signum))
+                for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        save_summary("running")
+        batches = iter(cifar.train_batches(data, t.batch_size, cfg.seed, state["iteration"]))
+        n_train = len(data.train_labels)
+        tick = time.perf_counter()
+        while state["iteration"] < t.iterations:
+            iteration, images, labels = next(batches)
+            lr = float(schedule(optimizer.iterations))
+            loss, wrong = (float(v) for v in train_step(images, labels))
+            if not math.isfinite(loss):
+                good = f"iteration {rows[-1]['iteration']}" if rows else "none"
+                save_summary("failed", error=f"loss is {loss} at iteration {state['iteration'] + 1}")
+                raise NumericalError(f"loss became {loss} at iteration {state['iteration'] + 1} "
+                                     f"(lr {lr:g}); last good checkpoint: {good}")
+            state["iteration"] += 1
+            state["loss_sum"] += loss * len(labels)
+            state["wrong"] += wrong
+            state["seen"] += len(labels)
+            running_error = 100 * state["wrong"] / state["seen"]
+            if state["warming_up"] and running_error < t.warmup_until_error:
+                state["warming_up"] = False
+                schedule.warming_up.assign(False)
+                print(f"warm-up over at iteration {state['iteration']}: running training error "
+                      f"{running_error:.1f}% < {t.warmup_until_error}%, lr back to {t.lr}")
+            now = time.perf_counter()
+            state["interval_seconds"] += now - tick
+            state["seconds"] += now - tick
+            tick = now
+
+            if state["iteration"] % cfg.log.every == 0:
+                eval_start = time.perf_counter()
+                tested = state["iteration"] % cfg.log.test_every == 0
+                test_loss, test_error = evaluate() if tested else (math.nan, math.nan)
+                eval_seconds = time.perf_counter() - eval_start
+                state["seconds"] += eval_seconds
+                rows.append({
+                    "iteration": state["iteration"],
+                    "epoch": round(state["iteration"] * t.batch_size / n_train, 3),
+                    "lr": float(f"{lr:.6g}"), "train_loss": state["loss_sum"] / state["seen"],
+                    "train_error": running_error, "test_loss": test_loss,
+                    "test_error": test_error, "seconds": round(state["seconds"], 2),
+                    "eval_seconds": round(eval_seconds, 2),
+                    "images_per_second": round(state["seen"] / state["interval_seconds"], 1),
+                })
+                # The row is written before the checkpoint that covers it, and rows past the
+                # checkpoint are dropped on resume: no gap and no duplicate, whenever the kill.
+                write_rows(run_dir / "metrics.csv", rows)
+                state.update(loss_sum=0.0, wrong=0.0, seen=0, interval_seconds=0.0)
+                save_summary("running")
+                report(rows[-1], t.iterations)
+                tick = time.perf_counter()
+            if state["iteration"] % cfg.checkpoint.every == 0 or stop:
+                checkpoint.save(model, optimizer, state)
+            if stop:
+                save_summary("interrupted")
+                print(f"stopped by signal {stop[0]} at iteration {state['iteration']}; "
+                      "run the same command again to resume", file=sys.stderr)
+                sys.exit(128 + stop[0])
+        save_summary("finished")
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    return summary
+
+
+def report(row: dict, iterations: int) -> None:
+    """One compact progress line per logged interval."""
+    done = row["iteration"] / iterations
+    eta = row["seconds"] / done * (1 - done)
+    test = "   -  " if math.isnan(row["test_error"]) else f"{row['test_error']:5.2f}%"
+    print(f"[{row['iteration']:>6}/{iterations} {100 * done:5.1f}%] lr {row['lr']:<6g} "
+          f"train {row['train_error']:5.2f}% test {test} "
+          f"loss {row['train_loss']:.3f} | {row['images_per_second']:.0f} img/s | "
+          f"ETA {duration(eta)}", flush=True)
+
+
+def duration(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    return (f"{days}d " if days else "") + time.strftime("%H:%M:%S", time.gmtime(rest))

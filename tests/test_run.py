@@ -1,0 +1,140 @@
+"""End to end on a slice of the real CIFAR-10: the run folder, resume, interruption, faults."""
+import json
+import random
+import signal
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from src.train import COLUMNS
+from tests.conftest import interrupt_after_first_row, metrics, run, start
+
+LOSSES_AND_ERRORS = ["train_loss", "train_error", "test_loss", "test_error"]
+
+
+def test_smoke_run_writes_a_complete_run_folder(smoke):
+    overrides, run_dir = smoke
+    result = run(*overrides)
+    assert result.returncode == 0, result.stderr
+    rows = metrics(run_dir)
+    assert list(rows.columns) == COLUMNS
+    assert rows.iteration.tolist() == [10, 20, 30]
+    assert rows.lr.tolist() == pytest.approx([0.1, 0.01, 0.001])
+    assert rows.epoch.tolist() == pytest.approx([0.5, 1.0, 1.5])  # 2560 images, batch 128
+    assert ((rows.train_error >= 0) & (rows.train_error <= 100)).all()
+    assert rows.test_error.notna().all() and (rows.images_per_second > 0).all()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["iterations"] == 30
+    assert summary["train_error"] == rows.train_error.iloc[-1]  # final, not best
+    assert summary["test_error"] == rows.test_error.iloc[-1]
+    assert summary["parameters"] == 269_722
+    assert summary["config"]["depth"] == 20 and summary["hardware"]["cpu"]
+    assert {"tensorflow", "keras"} <= summary["versions"].keys() and summary["commit"]
+    assert (run_dir / ".hydra/config.yaml").exists() and (run_dir / "checkpoint.npz").exists()
+    assert "[    30/30 100.0%]" in result.stdout  # the progress line
+    assert "oneDNN" not in result.stderr and "Traceback" not in result.stderr
+
+    again = run(*overrides)  # a finished run is reported, not retrained
+    assert again.returncode == 0 and "is finished" in again.stdout
+    assert metrics(run_dir).equals(rows)
+
+
+def test_sigterm_checkpoints_mid_interval_and_the_rerun_continues_without_gaps(smoke):
+    overrides, run_dir = smoke
+    stopped = interrupt_after_first_row(run_dir, *overrides, "train.iterations=60")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert "run the same command again to resume" in stopped.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 10 <= summary["iterations"] < 60
+    resumed = run(*overrides, "train.iterations=60")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout
+    assert metrics(run_dir).iteration.tolist() == list(range(10, 70, 10))
+
+
+def test_resume_is_bit_identical_with_determinism_and_close_without(tmp_path):
+    def pair(deterministic):
+        common = ["budget=smoke", "train.iterations=40", f"train.deterministic={deterministic}"]
+        straight, resumed = tmp_path / f"a{deterministic}", tmp_path / f"b{deterministic}"
+        assert run(*common, f"results_dir={straight}").returncode == 0
+        folder = resumed / "smoke/runs/identity-20-s0"
+        interrupt_after_first_row(folder, *common, f"results_dir={resumed}")
+        assert 10 <= json.loads((folder / "summary.json").read_text())["iterations"] < 40
+        assert run(*common, f"results_dir={resumed}").returncode == 0
+        return (metrics(straight / "smoke/runs/identity-20-s0")[LOSSES_AND_ERRORS],
+                metrics(folder)[LOSSES_AND_ERRORS])
+
+    a, b = pair(True)
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    a, b = pair(False)
+    np.testing.assert_allclose(a.to_numpy(), b.to_numpy(), rtol=1e-3, atol=0.5)
+
+
+def test_sigkill_at_random_moments_leaves_a_complete_consistent_folder(smoke):
+    overrides, run_dir = smoke
+    overrides = [*overrides, "train.iterations=60", "budget.log_every=5", "budget.test_every=30",
+                 "checkpoint.every=1"]
+    rng = random.Random(0)
+    logged = 0
+    for _ in range(3):
+        p = start(*overrides)
+        deadline = time.time() + 120
+        while time.time() < deadline and p.poll() is None:  # wait for progress beyond the last kill
+            if (run_dir / "metrics.csv").exists() and len(metrics(run_dir)) > logged:
+                break
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.0))  # a checkpoint every step, a row every five
+        p.kill()
+        p.wait()
+        done = metrics(run_dir).iteration.tolist()
+        assert done == list(range(5, 5 * len(done) + 1, 5))  # never torn, no gap, no duplicate
+        assert len(done) > logged
+        logged = len(done)
+    final = run(*overrides)
+    assert final.returncode == 0, final.stderr
+    rows = metrics(run_dir)
+    assert rows.iteration.tolist() == list(range(5, 65, 5))
+    assert rows.test_error.notna().tolist() == [i % 30 == 0 for i in range(5, 65, 5)]
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+    assert not list(run_dir.glob(".*tmp*"))
+
+
+def test_a_damaged_checkpoint_is_set_aside_and_the_previous_one_used(smoke):
+    overrides, run_dir = smoke
+    stopped = interrupt_after_first_row(run_dir, *overrides, "train.iterations=60")
+    assert stopped.returncode == 128 + signal.SIGTERM
+    last = run_dir / "checkpoint.npz"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a torn write
+    resumed = run(*overrides, "train.iterations=60")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "checkpoint.npz is damaged" in resumed.stderr
+    assert len(list(run_dir.glob("checkpoint.corrupt-*.npz"))) == 1
+    assert metrics(run_dir).iteration.tolist() == list(range(10, 70, 10))
+
+
+def test_nan_loss_stops_the_run_with_iteration_lr_and_checkpoint(smoke):
+    overrides, run_dir = smoke
+    result = run(*overrides, "train.lr=1e30", "train.milestones=[0.9]")
+    assert result.returncode == 2
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: loss became") and "at iteration" in message
+    assert "(lr 1e+30)" in message and "last good checkpoint" in message
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "failed" and "loss is" in summary["error"]
+
+
+def test_a_folder_holding_another_config_is_refused_then_set_aside_on_request(smoke):
+    overrides, run_dir = smoke
+    assert run(*overrides).returncode == 0
+    before = metrics(run_dir)
+    refused = run(*overrides, "train.lr=0.05")
+    assert refused.returncode == 2
+    assert "holds a run with another config (train.lr: 0.1 -> 0.05)" in refused.stderr
+    assert metrics(run_dir).equals(before)
+    replaced = run(*overrides, "train.lr=0.05", "overwrite=true")
+    assert replaced.returncode == 0, replaced.stderr
+    kept = list(run_dir.glob("replaced-*"))
+    assert len(kept) == 1 and metrics(kept[0]).equals(before)
+    assert json.loads((run_dir / "summary.json").read_text())["config"]["train"]["lr"] == 0.05

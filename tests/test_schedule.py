@@ -1,0 +1,70 @@
+"""The paper's optimisation recipe: the schedule, warm-up and weight decay (section 4.2)."""
+import numpy as np
+import pytest
+import tensorflow as tf
+from hydra import compose, initialize_config_dir
+
+import src  # noqa: F401
+from src.models import L2, resnet
+from src.train import PaperSchedule, make_optimizer, warmup_enabled
+from tests.conftest import ROOT
+
+
+def config(*overrides):
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("step, lr", [(0, 0.1), (31_999, 0.1), (32_000, 0.01), (47_999, 0.01),
+                                      (48_000, 0.001), (63_999, 0.001)])
+def test_paper_budget_divides_lr_by_10_at_32k_and_48k(step, lr):
+    cfg = config("budget=paper")
+    assert cfg.train.iterations == 64_000
+    _, schedule = make_optimizer(cfg)
+    assert float(schedule(tf.constant(step))) == pytest.approx(lr)
+
+
+def test_milestones_scale_with_the_budget():
+    cfg = config("budget=quick")
+    _, schedule = make_optimizer(cfg)
+    n = cfg.train.iterations
+    assert schedule.boundaries == [n // 2, 3 * n // 4]
+
+
+def test_warm_up_holds_0_01_until_released_then_follows_the_schedule():
+    schedule = PaperSchedule(0.1, 64_000, [0.5, 0.75], 0.01, warming_up=True)
+    assert float(schedule(tf.constant(0))) == pytest.approx(0.01)
+    assert float(schedule(tf.constant(399))) == pytest.approx(0.01)
+    schedule.warming_up.assign(False)
+    assert float(schedule(tf.constant(400))) == pytest.approx(0.1)
+    assert float(schedule(tf.constant(40_000))) == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("depth, warmup, expected", [(56, "auto", False), (110, "auto", True),
+                                                     (1202, "auto", True), (20, True, True),
+                                                     (110, False, False)])
+def test_warm_up_is_on_for_110_layers_and_up_unless_forced(depth, warmup, expected):
+    assert warmup_enabled(config(f"depth={depth}", f"train.warmup={warmup}")) is expected
+
+
+def test_warm_up_ends_in_a_real_run_when_training_error_drops_below_80(smoke):
+    from tests.conftest import metrics, run
+    overrides, run_dir = smoke
+    result = run(*overrides, "train.warmup=true", "train.iterations=40",
+                 "budget.log_every=20", "budget.test_every=20")
+    assert result.returncode == 0, result.stderr
+    assert "warm-up over at iteration" in result.stdout
+    rows = metrics(run_dir)
+    assert rows.lr.iloc[0] in (0.01, 0.1)  # 0.01 if the 20th step was still warming up
+
+
+def test_weight_decay_is_caffe_style_coupled_l2_of_1e4():
+    """d/dw of the model's L2 loss equals 1e-4 * w, as Caffe's weight_decay 0.0001."""
+    model = resnet(20)
+    kernel = model.get_layer("stage2_block1_1_conv").kernel
+    with tf.GradientTape() as tape:
+        penalty = tf.add_n(model.losses)
+    grad = tape.gradient(penalty, kernel)
+    assert L2 == 5e-5
+    np.testing.assert_allclose(grad.numpy(), 1e-4 * kernel.numpy(), rtol=1e-5)
+    assert config().train.weight_decay == 2 * L2

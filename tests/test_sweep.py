@@ -1,0 +1,36 @@
+"""The sweep: its plan, resuming (finished runs skipped), and its account of failures."""
+import json
+import re
+
+from tests.conftest import run
+
+
+def test_sweep_skips_finished_runs_reports_failures_and_exits_nonzero(tmp_path):
+    sweep = ["budget=smoke", "depth=20", "shortcut=none,identity", f"results_dir={tmp_path}"]
+    first = run(*sweep, module="src.sweep")
+    assert first.returncode == 0, first.stderr
+    assert "plan: 2 runs, budget smoke (30 iterations each)" in first.stdout
+    assert "estimated wall time on this machine" in first.stdout
+    assert "sweep: 2 of 2 runs finished" in first.stdout
+    runs = tmp_path / "smoke/runs"
+    plain = runs / "none-20-s0"
+    # The plain run's folder now claims another config: that run must fail, the other skip.
+    summary = json.loads((plain / "summary.json").read_text())
+    summary["config"]["train"]["lr"] = 0.2
+    (plain / "summary.json").write_text(json.dumps(summary))
+    second = run(*sweep, module="src.sweep")
+    assert second.returncode == 1
+    assert "finished" in second.stdout and "is finished" in second.stdout  # identity-20 skipped
+    assert re.search(r"none-20-s0\s+conflict", second.stdout)
+    assert f"not finished: {plain} (conflict at iteration 0)" in second.stderr
+    assert "sweep: 1 of 2 runs finished" in second.stdout
+    assert json.loads((runs / "identity-20-s0/summary.json").read_text())["status"] == "finished"
+
+
+def test_sweep_refuses_bad_values_before_running_anything(tmp_path):
+    for word, message in [("launcher=slurmish", "launcher='slurmish' is not allowed"),
+                          ("seeds=0", "seeds='0' is not allowed"),
+                          ("depth=20,22", "depth=22 is not allowed")]:
+        result = run("budget=smoke", f"results_dir={tmp_path}", word, module="src.sweep")
+        assert result.returncode != 0 and message in result.stderr, result.stderr
+        assert not (tmp_path / "smoke").exists()
