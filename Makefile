@@ -8,13 +8,14 @@ TENSORFLOW ?= tensorflow-cpu==2.21.0## on a GPU machine: make setup TENSORFLOW='
 BUDGET     ?= paper## paper | quick | smoke
 SEEDS      ?= 1## seeds per configuration
 LAUNCHER   ?= basic## basic (one run after another) | joblib | submitit_local | submitit_slurm
+RESULTS    ?= results## the root of all run folders, figures and tables
 ARGS       ?=## more run overrides, e.g. ARGS='depth=20,56 data.dir=/data/tfds'
 
 .PHONY: help setup test test-all reproduce-cifar figures bench
 
 help: ## list the targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "variables (make VAR=value): BUDGET SEEDS LAUNCHER ARGS TENSORFLOW; TFDS_DATA_DIR and"
+	@echo "variables (make VAR=value): BUDGET SEEDS LAUNCHER RESULTS ARGS TENSORFLOW; TFDS_DATA_DIR and"
 	@echo "TFDS_DOWNLOAD=false in the environment point the runs at an existing copy of cifar10"
 
 setup: $(VENV)/.installed ## create .venv with the pinned dependencies
@@ -31,11 +32,12 @@ test-all: setup ## every test, the slow ones included
 	$(PY) -m pytest
 
 reproduce-cifar: setup ## the sweep (BUDGET, SEEDS, LAUNCHER), then the figures and tables
-	$(PY) -m src.sweep budget=$(BUDGET) seeds=$(SEEDS) launcher=$(LAUNCHER) $(ARGS); \
-	status=$$?; $(PY) -m experiments.figures results/$(BUDGET) && exit $$status
+	$(PY) -m src.sweep budget=$(BUDGET) seeds=$(SEEDS) launcher=$(LAUNCHER) \
+		results_dir=$(RESULTS) $(ARGS); \
+	status=$$?; $(PY) -m experiments.figures $(RESULTS)/$(BUDGET) && exit $$status
 
 figures: setup ## figures and tables of every results/<budget>/ from its run folders
-	$(PY) -m experiments.figures
+	$(PY) -m experiments.figures $(patsubst %/runs,%,$(wildcard $(RESULTS)/*/runs))
 
 bench: setup ## images/s: bare step vs trainer vs input pipeline, precisions, XLA, FLOP/s
 	$(PY) -m src.bench $(ARGS)

@@ -8,8 +8,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _stderr, _devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
 os.dup2(_devnull, 2)
 try:
-    import tensorflow  # noqa: F401
+    import tensorflow as tf
 finally:
     os.dup2(_stderr, 2)
     os.close(_stderr)
     os.close(_devnull)
+
+# Take GPU memory as needed rather than all of it up front, so that several small runs (the
+# joblib launcher's processes) can share one GPU.
+for _gpu in tf.config.list_physical_devices("GPU"):
+    tf.config.experimental.set_memory_growth(_gpu, True)

@@ -10,7 +10,7 @@ from keras import layers, ops
 
 SHORTCUTS = ("none", "identity", "projection", "all_projection")
 STAGE_FILTERS = (16, 32, 64)  # feature maps 32x32, 16x16, 8x8 (paper section 4.2)
-L2 = 5e-5  # Caffe-style weight decay 1e-4 on the gradient == Keras L2 penalty 5e-5 * sum(w^2)
+WEIGHT_DECAY = 1e-4  # paper 4.2, Caffe-style: + 1e-4 * w on each kernel's gradient
 
 
 def blocks_per_stage(depth) -> int:
@@ -42,44 +42,53 @@ class ZeroPadShortcut(layers.Layer):
         return ops.pad(x, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
 
 
-def conv_bn(x, filters, stride=1, kernel=3, name=None):
+def coupled_l2(weight_decay):
+    """Caffe's decay adds weight_decay * w to the gradient: the Keras penalty with half of it."""
+    return keras.regularizers.L2(weight_decay / 2)
+
+
+def conv_bn(x, filters, stride=1, kernel=3, name=None, weight_decay=WEIGHT_DECAY):
     x = layers.Conv2D(
         filters, kernel, strides=stride, padding="same", use_bias=False,
-        kernel_initializer="he_normal", kernel_regularizer=keras.regularizers.L2(L2),
+        kernel_initializer="he_normal", kernel_regularizer=coupled_l2(weight_decay),
         name=f"{name}_conv",
     )(x)
     return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
 
 
-def block(x, filters, stride, shortcut, name):
+def block(x, filters, stride, shortcut, name, weight_decay=WEIGHT_DECAY):
     """Two 3x3 conv-BN layers; the shortcut (if any) is added before the final ReLU."""
-    y = layers.ReLU(name=f"{name}_relu1")(conv_bn(x, filters, stride, name=f"{name}_1"))
-    y = conv_bn(y, filters, name=f"{name}_2")
+    y = conv_bn(x, filters, stride, name=f"{name}_1", weight_decay=weight_decay)
+    y = conv_bn(layers.ReLU(name=f"{name}_relu1")(y), filters, name=f"{name}_2",
+                weight_decay=weight_decay)
     if shortcut != "none":
         grows = stride != 1 or x.shape[-1] != filters
         if shortcut == "all_projection" or (grows and shortcut == "projection"):
-            x = conv_bn(x, filters, stride, kernel=1, name=f"{name}_proj")
+            x = conv_bn(x, filters, stride, kernel=1, name=f"{name}_proj",
+                        weight_decay=weight_decay)
         elif grows:
             x = ZeroPadShortcut(filters, name=f"{name}_pad")(x)
         y = layers.Add(name=f"{name}_add")([y, x])
     return layers.ReLU(name=f"{name}_relu2")(y)
 
 
-def resnet(depth: int, shortcut: str = "identity", classes: int = 10) -> keras.Model:
+def resnet(depth: int, shortcut: str = "identity", weight_decay: float = WEIGHT_DECAY,
+           classes: int = 10) -> keras.Model:
     """A 6n+2-layer CIFAR network; shortcut="none" gives the plain network of the same depth."""
     n = blocks_per_stage(depth)
     check_shortcut(shortcut)
     # Keras walks the layer graph recursively; ResNet-1202 is ~4000 layers deep.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * depth + 1000))
     inputs = keras.Input((32, 32, 3), name="image")
-    x = layers.ReLU(name="stem_relu")(conv_bn(inputs, STAGE_FILTERS[0], name="stem"))
+    x = conv_bn(inputs, STAGE_FILTERS[0], name="stem", weight_decay=weight_decay)
+    x = layers.ReLU(name="stem_relu")(x)
     for stage, filters in enumerate(STAGE_FILTERS):
         for i in range(n):
             stride = 2 if stage > 0 and i == 0 else 1
-            x = block(x, filters, stride, shortcut, name=f"stage{stage + 1}_block{i + 1}")
+            x = block(x, filters, stride, shortcut, f"stage{stage + 1}_block{i + 1}", weight_decay)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     outputs = layers.Dense(
-        classes, kernel_regularizer=keras.regularizers.L2(L2), dtype="float32", name="logits"
+        classes, kernel_regularizer=coupled_l2(weight_decay), dtype="float32", name="logits"
     )(x)
     name = "plain" if shortcut == "none" else f"resnet_{shortcut}"
     return keras.Model(inputs, outputs, name=f"{name}{depth}")

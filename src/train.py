@@ -60,8 +60,12 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"log.every={cfg.log.every}, log.test_every={cfg.log.test_every} are not "
                           f"allowed: log.every must divide log.test_every, which must divide "
                           f"train.iterations={t.iterations}")
-    if not (isinstance(t.lr, (int, float)) and t.lr > 0):
-        raise ConfigError(f"train.lr={t.lr!r} is not allowed: it must be a positive number")
+    for key in ("lr", "warmup_lr", "momentum", "weight_decay"):
+        value = t[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
+                key.endswith("lr") and value == 0):
+            raise ConfigError(f"train.{key}={value!r} is not allowed: it must be a "
+                              f"{'positive' if key.endswith('lr') else 'non-negative'} number")
     if list(t.milestones) != sorted(t.milestones) or not all(0 < m < 1 for m in t.milestones):
         raise ConfigError(f"train.milestones={list(t.milestones)} is not allowed: increasing "
                           "fractions of train.iterations between 0 and 1")
@@ -330,7 +334,7 @@ def train(cfg: DictConfig) -> dict:
     data = cifar.load(cfg.data.dir, cfg.data.download, cfg.data.train_examples,
                       cfg.data.test_examples, cfg.data.validation)
 
-    model = resnet(cfg.depth, cfg.shortcut)
+    model = resnet(cfg.depth, cfg.shortcut, t.weight_decay)
     optimizer, schedule = make_optimizer(cfg)
     train_step = make_train_step(model, optimizer, t.jit_compile)
 
@@ -357,8 +361,10 @@ def train(cfg: DictConfig) -> dict:
     state = checkpoint.load(model, optimizer) or fresh
     schedule.warming_up.assign(state["warming_up"])
     rows = read_rows(run_dir / "metrics.csv", state["iteration"])
-    if state["iteration"]:
-        print(f"resuming {run_dir} at iteration {state['iteration']}")
+    print(f"{model.name}: {trainable_parameters(model) / 1e6:.2f}M parameters, "
+          f"{t.iterations} iterations of {t.batch_size} images ({cfg.budget.name} budget) "
+          f"-> {run_dir}" + (f", resuming at iteration {state['iteration']}"
+                             if state["iteration"] else ""), flush=True)
 
     summary = {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True),
                "parameters": trainable_parameters(model), "hardware": hardware(),
@@ -434,6 +440,8 @@ def train(cfg: DictConfig) -> dict:
                       "run the same command again to resume", file=sys.stderr)
                 sys.exit(128 + stop[0])
         save_summary("finished")
+        print(f"finished: train error {summary['train_error']:.2f}%, test error "
+              f"{summary['test_error']:.2f}% after {duration(state['seconds'])}")
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)

@@ -25,7 +25,8 @@ def test_every_budget_composes_and_validates(budget):
 @pytest.mark.parametrize("override, message", [
     ("train.batch_size=0", "train.batch_size=0 is not allowed: it must be a positive whole number"),
     ("train.iterations=-5", "train.iterations=-5 is not allowed"),
-    ("train.lr=0", "train.lr=0 is not allowed"),
+    ("train.lr=0", "train.lr=0 is not allowed: it must be a positive number"),
+    ("train.momentum=-0.9", "train.momentum=-0.9 is not allowed: it must be a non-negative"),
     ("budget.log_every=7", "log.every must divide log.test_every"),
     ("train.milestones=[0.75,0.5]", "train.milestones=[0.75, 0.5] is not allowed"),
     ("train.precision=fp8", "train.precision='fp8' is not allowed: choose one of float32"),

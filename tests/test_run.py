@@ -50,7 +50,7 @@ def test_sigterm_checkpoints_mid_interval_and_the_rerun_continues_without_gaps(s
     assert summary["status"] == "interrupted" and 10 <= summary["iterations"] < 60
     resumed = run(*overrides, "train.iterations=60")
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming" in resumed.stdout
+    assert ", resuming at iteration" in resumed.stdout
     assert metrics(run_dir).iteration.tolist() == list(range(10, 70, 10))
 
 

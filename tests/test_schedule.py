@@ -5,7 +5,7 @@ import tensorflow as tf
 from hydra import compose, initialize_config_dir
 
 import src  # noqa: F401
-from src.models import L2, resnet
+from src.models import resnet
 from src.train import PaperSchedule, make_optimizer, warmup_enabled
 from tests.conftest import ROOT
 
@@ -58,13 +58,14 @@ def test_warm_up_ends_in_a_real_run_when_training_error_drops_below_80(smoke):
     assert rows.lr.iloc[0] in (0.01, 0.1)  # 0.01 if the 20th step was still warming up
 
 
-def test_weight_decay_is_caffe_style_coupled_l2_of_1e4():
-    """d/dw of the model's L2 loss equals 1e-4 * w, as Caffe's weight_decay 0.0001."""
-    model = resnet(20)
-    kernel = model.get_layer("stage2_block1_1_conv").kernel
+@pytest.mark.parametrize("weight_decay", [1e-4, 5e-4])
+def test_weight_decay_is_caffe_style_coupled_l2(weight_decay):
+    """d/dw of the model's penalty is weight_decay * w on every kernel, as Caffe's weight_decay."""
+    model = resnet(20, weight_decay=weight_decay)
+    kernels = [model.get_layer(n).kernel for n in ("stem_conv", "stage2_block1_1_conv", "logits")]
     with tf.GradientTape() as tape:
         penalty = tf.add_n(model.losses)
-    grad = tape.gradient(penalty, kernel)
-    assert L2 == 5e-5
-    np.testing.assert_allclose(grad.numpy(), 1e-4 * kernel.numpy(), rtol=1e-5)
-    assert config().train.weight_decay == 2 * L2
+    for kernel, grad in zip(kernels, tape.gradient(penalty, kernels)):
+        np.testing.assert_allclose(grad.numpy(), weight_decay * kernel.numpy(), rtol=1e-5)
+    assert len(model.losses) == 20  # every conv and the classifier; no BN parameters
+    assert config().train.weight_decay == 1e-4
