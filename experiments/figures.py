@@ -38,7 +38,9 @@ def load_runs(budget_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                      "train_error": summary["train_error"], "test_error": summary["test_error"],
                      "iterations": summary["iterations"], "wall_seconds": summary["wall_seconds"],
                      "cpu": summary["hardware"]["cpu"], "gpus": ", ".join(summary["hardware"]["gpus"]),
-                     "commit": summary["commit"], "budget": c["budget"]["name"]})
+                     "commit": summary["commit"], "budget": c["budget"]["name"],
+                     "batch_size": c["train"]["batch_size"], "lr": c["train"]["lr"],
+                     "milestones": ", ".join(f"{m:.0%}" for m in c["train"]["milestones"])})
         curves.append(pd.read_csv(metrics).assign(**run))
     if not runs:
         return pd.DataFrame(), pd.DataFrame()
@@ -55,10 +57,15 @@ def _panel(ax, curves, title, palette):
     ax.legend(title="depth (dashed: train, bold: test)", fontsize=8, title_fontsize=8)
 
 
+def _seeds(runs) -> str:
+    n = runs.groupby(["net", "depth"]).seed.nunique()
+    return f"{n.min()} seed{'s' if n.max() > 1 else ''}" if n.min() == n.max() else \
+        f"{n.min()}-{n.max()} seeds"
+
+
 def _budget_title(runs):
-    seeds = runs.groupby(["net", "depth"]).seed.nunique()
     return (f"budget '{runs.budget.iloc[0]}': {runs.iterations.max():,} iterations, "
-            f"{seeds.min()}-{seeds.max()} seed(s) per net, {runs.cpu.iloc[0]}"
+            f"{_seeds(runs)} per net, {runs.cpu.iloc[0]}"
             + (f", {runs.gpus.iloc[0]}" if runs.gpus.iloc[0] else ""))
 
 
@@ -189,9 +196,9 @@ def report(budget_dir: Path) -> bool:
         f"# CIFAR-10, budget `{runs.budget.iloc[0]}`", "",
         "Made by `make figures` (python -m experiments.figures) from the run folders in `runs/`; "
         "every number below comes from their `metrics.csv` and `summary.json`.", "",
-        f"- iterations per run: {runs.iterations.max():,} (batch 128; milestones at 50% and 75%)",
-        f"- seeds per configuration: {runs.groupby(['net', 'depth']).seed.nunique().min()}"
-        f"-{runs.groupby(['net', 'depth']).seed.nunique().max()}",
+        f"- iterations per run: {runs.iterations.max():,} (batch {runs.batch_size.iloc[0]}; lr {runs.lr.iloc[0]} "
+        f"divided by 10 at {runs.milestones.iloc[0]} of them)",
+        f"- seeds per configuration: {_seeds(runs)}",
         f"- hardware: {runs.cpu.iloc[0]}" + (f", {runs.gpus.iloc[0]}" if runs.gpus.iloc[0] else
                                              ", no GPU"),
         f"- total compute: {hours:.2f} h of training and evaluation wall time over {len(runs)} runs",

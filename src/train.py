@@ -194,7 +194,11 @@ def read_rows(path: Path, up_to_iteration: int) -> list[dict]:
     if not path.exists():
         return []
     rows = pd.read_csv(path).to_dict("records")
-    return [r for r in rows if r["iteration"] <= up_to_iteration]
+    kept = [r for r in rows if r["iteration"] <= up_to_iteration]
+    if len(kept) < len(rows):
+        print(f"warning: {len(rows) - len(kept)} rows of {path.name} after iteration "
+              f"{up_to_iteration} have no checkpoint; they will be logged again", file=sys.stderr)
+    return kept
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:

@@ -25,7 +25,9 @@ def fake_run(budget_dir, shortcut, depth, seed, final_train, final_test, status=
                "test_error": float(rows.test_error.iloc[-1]), "wall_seconds": 60.0,
                "hardware": {"cpu": "Test CPU", "gpus": []}, "commit": "abc123",
                "config": {"shortcut": shortcut, "depth": depth, "seed": seed,
-                          "budget": {"name": budget_dir.name}}}
+                          "budget": {"name": budget_dir.name},
+                          "train": {"batch_size": 128, "lr": 0.1,
+                                    "milestones": [0.8, 0.9]}}}
     (folder / "summary.json").write_text(json.dumps(summary))
 
 
@@ -49,6 +51,7 @@ def test_figures_and_table_from_runs_with_seeds_and_a_missing_run(tmp_path, caps
     assert table.loc[20, "ResNet minus paper"] == round(37 - RESNET_TEST_ERROR[20], 2)
     readme = (budget / "README.md").read_text()
     assert "budget `quick`" in readme and "Test CPU" in readme and "abc123" in readme
+    assert "divided by 10 at 80%, 90% of them" in readme
     assert "plain-56 vs plain-20: training error 70.0% vs 40.0% (+30.0 points)" in readme
     assert "![figure6.png](figure6.png)" in readme
 

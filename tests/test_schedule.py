@@ -24,11 +24,12 @@ def test_paper_budget_divides_lr_by_10_at_32k_and_48k(step, lr):
     assert float(schedule(tf.constant(step))) == pytest.approx(lr)
 
 
-def test_milestones_scale_with_the_budget():
-    cfg = config("budget=quick")
+@pytest.mark.parametrize("budget", ["paper", "quick", "smoke"])
+def test_milestones_are_fractions_that_scale_with_the_budget(budget):
+    cfg = config(f"budget={budget}", "train.iterations=4000")
     _, schedule = make_optimizer(cfg)
-    n = cfg.train.iterations
-    assert schedule.boundaries == [n // 2, 3 * n // 4]
+    assert schedule.boundaries == [round(4000 * m) for m in cfg.budget.milestones]
+    assert float(schedule(tf.constant(schedule.boundaries[0]))) == pytest.approx(0.01)
 
 
 def test_warm_up_holds_0_01_until_released_then_follows_the_schedule():
