@@ -11,6 +11,7 @@ import platform
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -382,9 +383,10 @@ def train(cfg: DictConfig) -> dict:
                        updated=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
         write_json(run_dir / "summary.json", summary)
 
-    stop = []
+    stop = []  # Ctrl-C / SIGTERM: finish the step, checkpoint, exit (signals reach main only)
     handlers = {s: signal.signal(s, lambda signum, _: stop.append(signum))
-                for s in (signal.SIGTERM, signal.SIGINT)}
+                for s in (signal.SIGTERM, signal.SIGINT)
+                if threading.current_thread() is threading.main_thread()}
     try:
         save_summary("running")
         batches = iter(cifar.train_batches(data, t.batch_size, cfg.seed, state["iteration"]))
