@@ -74,7 +74,7 @@ def figure1(curves, runs, out: Path) -> bool:
     if plain.depth.nunique() < 2:
         print("figure1: needs plain-20 and plain-56; skipped")
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True, sharey=True)
     palette = {20: "tab:orange", 56: "tab:red"}
     for ax, column, what in zip(axes, ["train_error", "test_error"], ["training", "test"]):
         data = plain.dropna(subset=[column])
@@ -100,8 +100,8 @@ def figure6(curves, runs, out: Path) -> bool:
         return False
     depths = sorted(curves.depth.unique())
     palette = dict(zip(depths, sns.color_palette("viridis_r", len(depths))))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), sharex=True,
+                             sharey=True, squeeze=False)
     for ax, (title, data) in zip(axes[0], panels):
         _panel(ax, data, title, palette)
     fig.suptitle(f"Figure 6: CIFAR-10 training (dashed) and test (bold) error. "

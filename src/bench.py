@@ -8,6 +8,8 @@ CPU's peak. Printed as a table and written to results/bench/bench.csv.
     python -m src.bench [--depths 20 56 110] [--steps 15] [data.dir=... other run overrides]
 """
 import argparse
+import contextlib
+import io
 import os
 import re
 import tempfile
@@ -81,7 +83,7 @@ def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, c
 def trainer(depth, overrides, steps):
     """images/s of the real trainer between its logged rows (evaluation excluded, checkpoints in)."""
     every = steps
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         cfg = config([f"depth={depth}", "budget=smoke", f"train.iterations={4 * every}",
                       f"budget.log_every={every}", f"budget.test_every={4 * every}",
                       "budget.train_examples=null", f"results_dir={tmp}", *overrides])
