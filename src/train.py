@@ -391,6 +391,7 @@ def train(cfg: DictConfig) -> dict:
         save_summary("running")
         batches = iter(cifar.train_batches(data, t.batch_size, cfg.seed, state["iteration"]))
         n_train = len(data.train_labels)
+        live = sys.stdout.isatty()
         tick = time.perf_counter()
         while state["iteration"] < t.iterations:
             iteration, images, labels = next(batches)
@@ -415,6 +416,10 @@ def train(cfg: DictConfig) -> dict:
             state["interval_seconds"] += now - tick
             state["seconds"] += now - tick
             tick = now
+            if live and state["iteration"] % 10 == 0:  # between rows, on a terminal only
+                print(f"\r{progress(state['iteration'], t.iterations, state['seconds'])} "
+                      f"train {running_error:5.2f}% (running) | "
+                      f"{state['seen'] / state['interval_seconds']:.0f} img/s ", end="", flush=True)
 
             if state["iteration"] % cfg.log.every == 0:
                 eval_start = time.perf_counter()
@@ -454,15 +459,19 @@ def train(cfg: DictConfig) -> dict:
     return summary
 
 
+def progress(iteration: int, iterations: int, seconds: float) -> str:
+    done = iteration / iterations
+    return (f"[{iteration:>6}/{iterations} {100 * done:5.1f}% ETA "
+            f"{duration(seconds / done * (1 - done))}]")
+
+
 def report(row: dict, iterations: int) -> None:
     """One compact progress line per logged interval."""
-    done = row["iteration"] / iterations
-    eta = row["seconds"] / done * (1 - done)
     test = "   -  " if math.isnan(row["test_error"]) else f"{row['test_error']:5.2f}%"
-    print(f"[{row['iteration']:>6}/{iterations} {100 * done:5.1f}%] lr {row['lr']:<6g} "
-          f"train {row['train_error']:5.2f}% test {test} "
-          f"loss {row['train_loss']:.3f} | {row['images_per_second']:.0f} img/s | "
-          f"ETA {duration(eta)}", flush=True)
+    start = "\r" if sys.stdout.isatty() else ""  # over the live line, on a terminal
+    print(f"{start}{progress(row['iteration'], iterations, row['seconds'])} lr {row['lr']:<6g} "
+          f"train {row['train_error']:5.2f}% test {test} loss {row['train_loss']:.3f} | "
+          f"{row['images_per_second']:.0f} img/s", flush=True)
 
 
 def duration(seconds: float) -> str:

@@ -33,7 +33,7 @@ def test_smoke_run_writes_a_complete_run_folder(smoke):
     assert summary["config"]["depth"] == 20 and summary["hardware"]["cpu"]
     assert {"tensorflow", "keras"} <= summary["versions"].keys() and summary["commit"]
     assert (run_dir / ".hydra/config.yaml").exists() and (run_dir / "checkpoint.npz").exists()
-    assert "[    30/30 100.0%]" in result.stdout  # the progress line
+    assert "[    30/30 100.0% ETA 00:00:00] lr 0.001" in result.stdout  # the progress line
     assert "oneDNN" not in result.stderr and "Traceback" not in result.stderr
 
     again = run(*overrides)  # a finished run is reported, not retrained
