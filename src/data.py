@@ -5,6 +5,7 @@ seed (seed, e) and batch t is augmented with seeds derived from (seed, t). A run
 iteration t therefore sees exactly the batches an uninterrupted run would have seen, with no
 input-pipeline state in the checkpoint.
 """
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,9 +44,9 @@ def _split(name, data_dir, download):
             "cifar10", split=name, data_dir=data_dir, download=download,
             as_supervised=True, batch_size=-1,
         ))
-    except tf.errors.OpError as e:
-        first_line = str(e.message).strip().splitlines()[0]
-        raise DataError(f"cifar10 in {where} cannot be read ({first_line}): the files are damaged; "
+    except tf.errors.OpError as e:  # e.g. "{{function_node ...}} corrupted record at 12 [Op:...]"
+        reason = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", str(e.message).splitlines()[0]).strip()
+        raise DataError(f"cifar10 in {where} cannot be read ({reason}): the files are damaged; "
                         "delete them and prepare the data again") from None
     except (AssertionError, FileNotFoundError) as e:
         if download:

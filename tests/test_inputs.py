@@ -94,7 +94,8 @@ def test_a_corrupted_tfrecord_is_reported(tmp_path):
     record.write_bytes(bytes(blob))
     result = run("budget=smoke", f"results_dir={tmp_path}/r", f"data.dir={copy}")
     line = one_line_error(result)
-    assert "cannot be read" in line and "damaged" in line
+    assert f"error: cifar10 in {copy} cannot be read (corrupted record at " in line
+    assert "damaged" in line and "{{" not in line and "[Op:" not in line
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
