@@ -364,6 +364,7 @@ def train(cfg: DictConfig) -> dict:
     fresh = {"iteration": 0, "warming_up": warmup_enabled(cfg), "loss_sum": 0.0,
              "wrong": 0.0, "seen": 0, "interval_seconds": 0.0, "seconds": 0.0}
     state = checkpoint.load(model, optimizer) or fresh
+    saved_at = state["iteration"] if state is not fresh else None
     schedule.warming_up.assign(state["warming_up"])
     rows = read_rows(run_dir / "metrics.csv", state["iteration"])
     print(f"{model.name}: {trainable_parameters(model) / 1e6:.2f}M parameters, "
@@ -394,11 +395,11 @@ def train(cfg: DictConfig) -> dict:
         live = sys.stdout.isatty()
         tick = time.perf_counter()
         while state["iteration"] < t.iterations:
-            iteration, images, labels = next(batches)
+            _, images, labels = next(batches)
             lr = float(schedule(optimizer.iterations))
             loss, wrong = (float(v) for v in train_step(images, labels))
             if not math.isfinite(loss):
-                good = f"iteration {rows[-1]['iteration']}" if rows else "none"
+                good = "none" if saved_at is None else f"iteration {saved_at}"
                 save_summary("failed", error=f"loss is {loss} at iteration {state['iteration'] + 1}")
                 raise NumericalError(f"loss became {loss} at iteration {state['iteration'] + 1} "
                                      f"(lr {lr:g}); last good checkpoint: {good}")
@@ -445,6 +446,7 @@ def train(cfg: DictConfig) -> dict:
                 tick = time.perf_counter()
             if state["iteration"] % cfg.checkpoint.every == 0 or stop:
                 checkpoint.save(model, optimizer, state)
+                saved_at = state["iteration"]
             if stop:
                 save_summary("interrupted")
                 print(f"stopped by signal {stop[0]} at iteration {state['iteration']}; "

@@ -120,7 +120,7 @@ def test_nan_loss_stops_the_run_with_iteration_lr_and_checkpoint(smoke):
     assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith("error: loss became") and "at iteration" in message
-    assert "(lr 1e+30)" in message and "last good checkpoint" in message
+    assert "(lr 1e+30)" in message and message.endswith("last good checkpoint: none")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "failed" and "loss is" in summary["error"]
 
