@@ -19,19 +19,12 @@ from pathlib import Path
 import keras
 import pandas as pd
 import tensorflow as tf
-from hydra import compose, initialize_config_dir
 
 import src  # noqa: F401  (quiet TensorFlow start-up)
 from src import data as cifar
 from src.models import resnet
+from src.run import compose
 from src.train import hardware, make_optimizer, make_train_step, train, versions, write_text
-
-CONF = Path(__file__).resolve().parent.parent / "conf"
-
-
-def config(overrides=()):
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 def training_flops(model) -> float:
@@ -63,7 +56,7 @@ def peak_flops() -> tuple[float, str]:
 def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, cfg=None):
     """images/s of the compiled training step alone, on random in-memory tensors."""
     keras.mixed_precision.set_global_policy(precision)
-    cfg = cfg or config([f"depth={depth}"])
+    cfg = cfg or compose(f"depth={depth}")
     model = resnet(depth, "identity")
     optimizer, _ = make_optimizer(cfg)
     step = make_train_step(model, optimizer, jit)
@@ -84,16 +77,16 @@ def trainer(depth, overrides, steps):
     """images/s of the real trainer between its logged rows (evaluation excluded, checkpoints in)."""
     every = steps
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
-        cfg = config([f"depth={depth}", "budget=smoke", f"train.iterations={4 * every}",
+        cfg = compose(f"depth={depth}", "budget=smoke", f"train.iterations={4 * every}",
                       f"budget.log_every={every}", f"budget.test_every={4 * every}",
-                      "budget.train_examples=null", f"results_dir={tmp}", *overrides])
+                      "budget.train_examples=null", f"results_dir={tmp}", *overrides)
         train(cfg)
         rows = pd.read_csv(Path(cfg.run_dir) / "metrics.csv")
     return rows.images_per_second.iloc[1:].mean()  # the first interval includes tracing
 
 
 def pipeline(overrides, batches=300):
-    cfg = config(overrides)
+    cfg = compose(*overrides)
     data = cifar.load(cfg.data.dir, cfg.data.download)
     stream = iter(cifar.train_batches(data, 128, 0))
     next(stream)

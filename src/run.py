@@ -4,6 +4,7 @@ With `-m` (Hydra multirun) a failing run is reported and the sweep goes on; `src
 the failures at the end.
 """
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,6 +16,13 @@ from src.data import DataError
 from src.train import ConfigError, NumericalError, train
 
 EXPECTED = (ConfigError, DataError, NumericalError)
+CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def compose(*overrides: str) -> DictConfig:
+    """The config a run with these overrides gets, without running it (sweep, bench, tests)."""
+    with hydra.initialize_config_dir(str(CONF), version_base="1.3"):
+        return hydra.compose("config", overrides=list(overrides))
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

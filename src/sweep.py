@@ -42,16 +42,16 @@ def parse(argv):
     return options, passed
 
 
-def compose(options, passed):
+def planned_runs(options, passed):
     """The resolved config of every planned run (this also validates every value up front)."""
-    from src.bench import config
+    from src.run import compose
     from src.train import ConfigError, check_config
     runs = []
     for depth, shortcut, seed in product(options["depth"].split(","),
                                          options["shortcut"].split(","),
                                          range(int(options["seeds"]))):
-        cfg = config([f"budget={options['budget']}", f"depth={depth}", f"shortcut={shortcut}",
-                      f"seed={seed}", f"results_dir={options['results_dir']}", *passed])
+        cfg = compose(f"budget={options['budget']}", f"depth={depth}", f"shortcut={shortcut}",
+                     f"seed={seed}", f"results_dir={options['results_dir']}", *passed)
         try:
             check_config(cfg)
         except ConfigError as e:
@@ -98,7 +98,7 @@ def main(argv=sys.argv[1:]):
         print(__doc__)
         return 0
     options, passed = parse(argv)
-    runs = compose(options, passed)
+    runs = planned_runs(options, passed)
     plan(runs)
     launcher = [] if options["launcher"] == "basic" else [f"hydra/launcher={options['launcher']}"]
     seeds = ",".join(str(s) for s in range(int(options["seeds"])))

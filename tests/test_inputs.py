@@ -4,20 +4,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 
+from src.run import compose
 from src.train import ConfigError, check_config
-from tests.conftest import DATA_DIR, ROOT, run
-
-
-def config(*overrides):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+from tests.conftest import DATA_DIR, run
 
 
 @pytest.mark.parametrize("budget", ["paper", "quick", "smoke"])
 def test_every_budget_composes_and_validates(budget):
-    cfg = config(f"budget={budget}")
+    cfg = compose(f"budget={budget}")
     check_config(cfg)
     assert cfg.run_dir == f"results/{budget}/runs/identity-20-s0"
 
@@ -35,7 +30,7 @@ def test_every_budget_composes_and_validates(budget):
 ])
 def test_bad_training_values_are_named(override, message):
     with pytest.raises(ConfigError) as e:
-        check_config(config(override))
+        check_config(compose(override))
     assert message in str(e.value)
 
 

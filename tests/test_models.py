@@ -37,11 +37,11 @@ def test_projection_options_add_exactly_the_projection_parameters(depth):
 @pytest.mark.parametrize("depth", [20, 56])
 def test_layer_count_and_output_shape(depth):
     model = resnet(depth, "none")
-    weighted = [l for l in model.layers if l.__class__.__name__ in ("Conv2D", "Dense")]
+    weighted = [layer for layer in model.layers if type(layer).__name__ in ("Conv2D", "Dense")]
     assert len(weighted) == depth  # 6n+2: the stem, 6n 3x3 convs, the classifier
     out = model(np.zeros((2, 32, 32, 3), np.float32), training=False)
     assert out.shape == (2, 10)
-    feature_maps = {l.output.shape[1:] for l in model.layers if l.name.endswith("_relu2")}
+    feature_maps = {layer.output.shape[1:] for layer in model.layers if layer.name.endswith("_relu2")}
     assert feature_maps == {(32, 32, 16), (16, 16, 32), (8, 8, 64)}
 
 

@@ -2,23 +2,17 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from hydra import compose, initialize_config_dir
 
 import src  # noqa: F401
 from src.models import resnet
+from src.run import compose
 from src.train import PaperSchedule, make_optimizer, warmup_enabled
-from tests.conftest import ROOT
-
-
-def config(*overrides):
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
 
 
 @pytest.mark.parametrize("step, lr", [(0, 0.1), (31_999, 0.1), (32_000, 0.01), (47_999, 0.01),
                                       (48_000, 0.001), (63_999, 0.001)])
 def test_paper_budget_divides_lr_by_10_at_32k_and_48k(step, lr):
-    cfg = config("budget=paper")
+    cfg = compose("budget=paper")
     assert cfg.train.iterations == 64_000
     _, schedule = make_optimizer(cfg)
     assert float(schedule(tf.constant(step))) == pytest.approx(lr)
@@ -26,7 +20,7 @@ def test_paper_budget_divides_lr_by_10_at_32k_and_48k(step, lr):
 
 @pytest.mark.parametrize("budget", ["paper", "quick", "smoke"])
 def test_milestones_are_fractions_that_scale_with_the_budget(budget):
-    cfg = config(f"budget={budget}", "train.iterations=4000")
+    cfg = compose(f"budget={budget}", "train.iterations=4000")
     _, schedule = make_optimizer(cfg)
     assert schedule.boundaries == [round(4000 * m) for m in cfg.budget.milestones]
     assert float(schedule(tf.constant(schedule.boundaries[0]))) == pytest.approx(0.01)
@@ -45,7 +39,7 @@ def test_warm_up_holds_0_01_until_released_then_follows_the_schedule():
                                                      (1202, "auto", True), (20, True, True),
                                                      (110, False, False)])
 def test_warm_up_is_on_for_110_layers_and_up_unless_forced(depth, warmup, expected):
-    assert warmup_enabled(config(f"depth={depth}", f"train.warmup={warmup}")) is expected
+    assert warmup_enabled(compose(f"depth={depth}", f"train.warmup={warmup}")) is expected
 
 
 def test_warm_up_ends_in_a_real_run_when_training_error_drops_below_80(smoke):
@@ -69,4 +63,4 @@ def test_weight_decay_is_caffe_style_coupled_l2(weight_decay):
     for kernel, grad in zip(kernels, tape.gradient(penalty, kernels)):
         np.testing.assert_allclose(grad.numpy(), weight_decay * kernel.numpy(), rtol=1e-5)
     assert len(model.losses) == 20  # every conv and the classifier; no BN parameters
-    assert config().train.weight_decay == 1e-4
+    assert compose().train.weight_decay == 1e-4
