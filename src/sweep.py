@@ -12,7 +12,9 @@ import sys
 from itertools import product
 from pathlib import Path
 
-from src.train import config_changes, duration, read_summary
+from src.bench import bare_step
+from src.run import compose
+from src.train import ConfigError, check_config, config_changes, duration, read_summary
 
 DEFAULTS = {"budget": "paper", "seeds": "1", "launcher": "basic",
             "depth": None, "shortcut": "none,identity", "results_dir": "results"}
@@ -44,8 +46,6 @@ def parse(argv):
 
 def planned_runs(options, passed):
     """The resolved config of every planned run (this also validates every value up front)."""
-    from src.run import compose
-    from src.train import ConfigError, check_config
     runs = []
     for depth, shortcut, seed in product(options["depth"].split(","),
                                          options["shortcut"].split(","),
@@ -73,7 +73,6 @@ def status(cfg) -> tuple[str, int]:
 
 def plan(runs) -> None:
     """Print the runs and the estimated wall time on this machine, from measured step rates."""
-    from src.bench import bare_step
     rates = {}
     total = 0.0
     print(f"plan: {len(runs)} runs, budget {runs[0].budget.name} "

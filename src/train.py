@@ -367,13 +367,14 @@ def train(cfg: DictConfig) -> dict:
     saved_at = state["iteration"] if state is not fresh else None
     schedule.warming_up.assign(state["warming_up"])
     rows = read_rows(run_dir / "metrics.csv", state["iteration"])
-    print(f"{model.name}: {trainable_parameters(model) / 1e6:.2f}M parameters, "
+    parameters = trainable_parameters(model)
+    print(f"{model.name}: {parameters / 1e6:.2f}M parameters, "
           f"{t.iterations} iterations of {t.batch_size} images ({cfg.budget.name} budget) "
           f"-> {run_dir}" + (f", resuming at iteration {state['iteration']}"
                              if state["iteration"] else ""), flush=True)
 
     summary = {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True),
-               "parameters": trainable_parameters(model), "hardware": hardware(),
+               "parameters": parameters, "hardware": hardware(),
                "versions": versions(), "commit": code_version()}
 
     def save_summary(status, **extra):
@@ -442,7 +443,7 @@ def train(cfg: DictConfig) -> dict:
                 write_rows(run_dir / "metrics.csv", rows)
                 state.update(loss_sum=0.0, wrong=0.0, seen=0, interval_seconds=0.0)
                 save_summary("running")
-                report(rows[-1], t.iterations)
+                report(rows[-1], t.iterations, live)
                 tick = time.perf_counter()
             if state["iteration"] % cfg.checkpoint.every == 0 or stop:
                 checkpoint.save(model, optimizer, state)
@@ -467,10 +468,10 @@ def progress(iteration: int, iterations: int, seconds: float) -> str:
             f"{duration(seconds / done * (1 - done))}]")
 
 
-def report(row: dict, iterations: int) -> None:
-    """One compact progress line per logged interval."""
+def report(row: dict, iterations: int, live: bool) -> None:
+    """One compact progress line per logged interval (over the live line, on a terminal)."""
     test = "   -  " if math.isnan(row["test_error"]) else f"{row['test_error']:5.2f}%"
-    start = "\r" if sys.stdout.isatty() else ""  # over the live line, on a terminal
+    start = "\r" if live else ""
     print(f"{start}{progress(row['iteration'], iterations, row['seconds'])} lr {row['lr']:<6g} "
           f"train {row['train_error']:5.2f}% test {test} loss {row['train_loss']:.3f} | "
           f"{row['images_per_second']:.0f} img/s", flush=True)
