@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 import tensorflow as tf
 
@@ -24,7 +25,8 @@ import src  # noqa: F401  (quiet TensorFlow start-up)
 from src import data as cifar
 from src.models import resnet
 from src.run import compose
-from src.train import hardware, make_optimizer, make_train_step, train, versions, write_text
+from src.train import (Interval, hardware, make_optimizer, make_train_step, train, versions,
+                       write_text)
 
 
 def training_flops(model) -> float:
@@ -53,29 +55,34 @@ def peak_flops() -> tuple[float, str]:
     return peak, f"{cores} cores x {ghz:.2f} GHz x 2 FMA pipes x {lanes} fp32 lanes x 2"
 
 
-def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, cfg=None):
+def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, cfg=None,
+              batch_norm="fused"):
     """images/s of the compiled training step alone, on random in-memory tensors."""
     keras.mixed_precision.set_global_policy(precision)
     cfg = cfg or compose(f"depth={depth}")
-    model = resnet(depth, "identity")
-    optimizer, _ = make_optimizer(cfg)
-    step = make_train_step(model, optimizer, jit)
+    model = resnet(depth, "identity", batch_norm=batch_norm)
+    optimizer, schedule = make_optimizer(cfg)
+    interval = Interval()
+    step = make_train_step(model, optimizer, schedule, interval, jit_compile=jit)
     images = tf.random.normal((batch_size, 32, 32, 3))
     labels = tf.random.uniform((batch_size,), 0, 10, tf.int32)
     for _ in range(3):  # trace, compile, warm the oneDNN primitive cache
-        float(step(images, labels)[0])
+        step(images, labels)
+    interval.read()
     start = time.perf_counter()
     for _ in range(steps):
-        loss, _ = step(images, labels)
-        float(loss)  # the trainer also reads the loss every step
+        step(images, labels)
+    interval.read()  # wait for the device, as the trainer does once per row
     rate = steps * batch_size / (time.perf_counter() - start)
     keras.mixed_precision.set_global_policy("float32")
     return rate, model
 
 
 def trainer(depth, overrides, steps):
-    """images/s of the real trainer between its logged rows (evaluation excluded, checkpoints in)."""
-    every = steps
+    """images/s of the real trainer between its logged rows (evaluation excluded, checkpoints in),
+    over rows of 2 x `steps` iterations: shorter ones put more noise than signal into the ratio
+    to the bare step on a shared machine."""
+    every = 2 * steps
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         cfg = compose(f"depth={depth}", "budget=smoke", f"train.iterations={4 * every}",
                       f"budget.log_every={every}", f"budget.test_every={4 * every}",
@@ -102,44 +109,64 @@ def main():
     parser.add_argument("--steps", type=int, default=15, help="timed steps per measurement")
     parser.add_argument("--out", default="results/bench/bench.csv")
     args, overrides = parser.parse_known_args()
+    tf.get_logger().setLevel("ERROR")  # each trainer run traces its own functions anew
     gpu = bool(tf.config.list_physical_devices("GPU"))
     precisions = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if gpu else [])
     peak, peak_how = peak_flops()
     input_rate = pipeline(overrides)
     rows = []
+
+    def measure(depth, what, precision="float32", batch_norm="fused", xla=False):
+        if what == "bare step":
+            rate, model = bare_step(depth, precision, xla, args.steps, batch_norm=batch_norm)
+            flops = rate * training_flops(model) / peak
+        else:
+            rate = trainer(depth, [*overrides, f"train.precision={precision}",
+                                   f"batch_norm={batch_norm}"], args.steps)
+            flops = float("nan")
+        rows.append({"depth": depth, "what": what, "precision": precision,
+                     "batch_norm": batch_norm, "xla": xla, "images_per_second": rate,
+                     "flops_fraction_of_peak": flops})
+        print(f"depth {depth:>4} {what:<9} {precision:>15} {batch_norm:>5} BN xla={xla!s:<5} "
+              f"{rate:7.1f} img/s", flush=True)
+
     for depth in args.depths:
-        for precision in precisions:
-            for jit in (False, True):
-                rate, model = bare_step(depth, precision, jit, args.steps)
-                rows.append({"depth": depth, "what": "bare step", "precision": precision,
-                             "xla": jit, "images_per_second": rate,
-                             "flops_fraction_of_peak": rate * training_flops(model) / peak})
-                print(f"depth {depth:>4} bare step {precision:>15} xla={jit!s:<5} "
-                      f"{rate:7.1f} img/s", flush=True)
-        fp32 = rows[-2 * len(precisions)]["images_per_second"]
-        for precision in precisions[:2]:
-            rate = trainer(depth, [*overrides, f"train.precision={precision}"], args.steps)
-            bare = next(r["images_per_second"] for r in rows if r["depth"] == depth
-                        and r["what"] == "bare step" and r["precision"] == precision
-                        and not r["xla"])
-            rows.append({"depth": depth, "what": "trainer", "precision": precision, "xla": False,
-                         "images_per_second": rate, "trainer_over_bare": rate / bare,
-                         "over_fp32_bare": rate / fp32})
-        rows.append({"depth": depth, "what": "input pipeline", "images_per_second": input_rate,
-                     "pipeline_over_bare": input_rate / fp32})
+        for batch_norm in ("fused", "keras"):
+            measure(depth, "bare step", batch_norm=batch_norm)
+            measure(depth, "trainer", batch_norm=batch_norm)
+        for precision in precisions[1:]:
+            measure(depth, "bare step", precision)
+            measure(depth, "trainer", precision)
+        measure(depth, "bare step", xla=True)
+        rows.append({"depth": depth, "what": "input pipeline", "images_per_second": input_rate})
     table = pd.DataFrame(rows)
+    # Ratios within this one run: to the bare step of the same variant, and to float32 fused.
+    key = ["depth", "precision", "batch_norm", "xla"]
+    bare = table[table.what == "bare step"].set_index(key).images_per_second
+    reference = table[(table.what == "bare step") & (table.precision == "float32")
+                      & (table.batch_norm == "fused") & ~table.xla.astype(bool)]
+    reference = reference.set_index("depth").images_per_second
+    table["trainer_over_bare"] = [r.images_per_second / bare.get(tuple(r[k] for k in key), np.nan)
+                                  if r.what == "trainer" else np.nan for _, r in table.iterrows()]
+    table["over_fp32_fused_bare"] = table.images_per_second / table.depth.map(reference)
+    trainers = table[(table.what == "trainer") & (table.precision == "float32")]
+    by_bn = trainers.set_index(["depth", "batch_norm"]).images_per_second
+    table["fused_over_keras_trainer"] = table.depth.map(
+        lambda d: by_bn.get((d, "fused"), np.nan) / by_bn.get((d, "keras"), np.nan))
     hw = hardware()
-    for key, value in {**hw, **versions(), "peak_flops": peak, "peak_assumed": peak_how}.items():
-        table[key] = str(value)
+    for k, value in {**hw, **versions(), "peak_flops": peak, "peak_assumed": peak_how}.items():
+        table[k] = str(value)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, table.to_csv(index=False))
-    shown = [c for c in ["depth", "what", "precision", "xla", "images_per_second",
-                         "trainer_over_bare", "pipeline_over_bare", "flops_fraction_of_peak"]
-             if c in table]
+    shown = ["depth", "what", "precision", "batch_norm", "xla", "images_per_second",
+             "trainer_over_bare", "over_fp32_fused_bare", "flops_fraction_of_peak"]
     print(f"\n{hw['cpu']}, {hw['cpu_count']} cores, GPUs: {hw['gpus'] or 'none'}; "
           f"peak {peak / 1e9:.0f} GFLOP/s assumed ({peak_how})")
-    print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep=""))
+    for depth, ratio in table.groupby("depth").fused_over_keras_trainer.first().items():
+        print(f"ResNet-{depth}: trainer with fused batch norm {ratio:.2f}x the trainer with "
+              "Keras' batch norm")
     print(f"written to {out}")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 import src  # noqa: F401  (quiet TensorFlow start-up)
 from src.data import DataError
@@ -17,6 +17,14 @@ from src.train import ConfigError, NumericalError, train
 
 EXPECTED = (ConfigError, DataError, NumericalError)
 CONF = Path(__file__).resolve().parent.parent / "conf"
+
+
+def run_name(block, shortcut, depth, seed) -> str:
+    """A run folder's name: identity-56-s0, none-20-s2 (plain), preact-identity-110-s0."""
+    return f"{'' if block == 'original' else f'{block}-'}{shortcut}-{depth}-s{seed}"
+
+
+OmegaConf.register_new_resolver("run_name", run_name, replace=True)
 
 
 def compose(*overrides: str) -> DictConfig:

@@ -1,11 +1,13 @@
 """`make reproduce-cifar`: plan, run and account for the paper's CIFAR-10 sweep.
 
     python -m src.sweep [budget=quick] [seeds=5] [launcher=joblib] [depth=20,56]
-                        [shortcut=none,identity] [any other run override, e.g. data.dir=...]
+                        [shortcut=none,identity] [block=preact] [any other run override]
 
-Prints the plan (runs, budget, estimated wall time from a measured step rate), runs it as one
-Hydra multirun (finished runs are skipped, interrupted ones resume), then lists the runs that did
-not finish and exits non-zero if there are any.
+The networks of each budget are a few grids (GRIDS). `seeds=N` asks for at least N seeds of every
+network; `depth=`, `shortcut=` or `block=` replace the budget's grids by the one they name. Prints
+the plan (runs, budget, estimated wall time from a measured step rate), runs each grid as a Hydra
+multirun (finished runs are skipped, interrupted ones resume), then lists the runs that did not
+finish and exits non-zero if there are any.
 """
 import subprocess
 import sys
@@ -13,51 +15,83 @@ from itertools import product
 from pathlib import Path
 
 from src.bench import bare_step
-from src.run import compose
+from src.run import compose, run_name
 from src.train import ConfigError, check_config, config_changes, duration, read_summary
 
-DEFAULTS = {"budget": "paper", "seeds": "1", "launcher": "basic",
-            "depth": None, "shortcut": "none,identity", "results_dir": "results"}
-# Figure 6 / Table 6 depths; the short budgets show the degradation problem with 20 vs 56.
-DEPTHS = {"paper": "20,32,44,56,110", "quick": "20,56", "smoke": "20,56"}
+DEFAULTS = {"budget": "paper", "seeds": "1", "launcher": "basic", "results_dir": "results"}
+GRID_KEYS = ("depth", "shortcut", "block")
+# The networks of each budget's sweep, grid after grid: Figure 6's plain nets (20-56, and 110
+# at the paper budget) and ResNets (20-110), the pre-activation ResNets beside the original ones,
+# and three seeds where the claims are made (20 vs 56 layers, plain and ResNet). A network listed
+# twice runs once; the extra seeds come last, so a sweep cut short has every network once.
+PLAIN_AND_RESNET = {"shortcut": "none,identity", "block": "original"}
+GRIDS = {
+    "paper": [{"depth": "20,32,44,56,110", **PLAIN_AND_RESNET},
+              {"depth": "56,110", "shortcut": "identity", "block": "preact"}],
+    "quick": [{"depth": "20,56", **PLAIN_AND_RESNET},
+              {"depth": "32,44", **PLAIN_AND_RESNET},
+              {"depth": "110", "shortcut": "identity", "block": "original"},
+              {"depth": "56,110", "shortcut": "identity", "block": "preact"},
+              {"depth": "20,56", **PLAIN_AND_RESNET, "seeds": 3}],
+    "smoke": [{"depth": "20,56", **PLAIN_AND_RESNET}],
+}
 LAUNCHERS = ("basic", "joblib", "submitit_local", "submitit_slurm")
 EVAL_COST = 1 / 3  # a test image costs about a third of a training image (forward only)
 
 
 def parse(argv):
-    """key=value words: the sweep's own keys, and everything else passed on to each run."""
-    options, passed = dict(DEFAULTS), []
+    """key=value words: the sweep's own keys, the grid keys, and everything else passed on to each
+    run. Returns (options, grids, passed)."""
+    options, named, passed = dict(DEFAULTS), {}, []
     for word in argv:
         key, sep, value = word.partition("=")
         if not sep:
             raise SystemExit(f"error: {word!r} is not key=value (see python -m src.sweep --help)")
         if key in DEFAULTS:
             options[key] = value
+        elif key in GRID_KEYS:
+            named[key] = value
         else:
             passed.append(word)
-    options["depth"] = options["depth"] or DEPTHS.get(options["budget"], DEPTHS["paper"])
     if options["launcher"] not in LAUNCHERS:
         raise SystemExit(f"error: launcher={options['launcher']!r} is not allowed: choose one of "
                          f"{', '.join(LAUNCHERS)}")
     if not options["seeds"].isdigit() or int(options["seeds"]) < 1:
         raise SystemExit(f"error: seeds={options['seeds']!r} is not allowed: a whole number >= 1")
-    return options, passed
+    grids = GRIDS.get(options["budget"], GRIDS["paper"])
+    if named:
+        grids = [{"depth": grids[0]["depth"], **PLAIN_AND_RESNET, **named}]
+    seeds = int(options["seeds"])
+    return options, [{**g, "seeds": max(seeds, g.get("seeds", 1))} for g in grids], passed
 
 
-def planned_runs(options, passed):
-    """The resolved config of every planned run (this also validates every value up front)."""
-    runs = []
-    for depth, shortcut, seed in product(options["depth"].split(","),
-                                         options["shortcut"].split(","),
-                                         range(int(options["seeds"]))):
-        cfg = compose(f"budget={options['budget']}", f"depth={depth}", f"shortcut={shortcut}",
-                     f"seed={seed}", f"results_dir={options['results_dir']}", *passed)
-        try:
-            check_config(cfg)
-        except ConfigError as e:
-            raise SystemExit(f"error: {e}") from None
-        runs.append(cfg)
-    return runs
+def expand(grid: dict):
+    """(depth, shortcut, block, seed) of every run of a grid."""
+    return product(grid["depth"].split(","), grid["shortcut"].split(","),
+                   grid["block"].split(","), range(grid.get("seeds", 1)))
+
+
+def run_names(budget: str) -> list[str]:
+    """The run folders a budget's own sweep plans, in order (none for an unknown budget)."""
+    names = {run_name(block, shortcut, depth, seed): None for grid in GRIDS.get(budget, [])
+             for depth, shortcut, block, seed in expand(grid)}
+    return list(names)
+
+
+def planned_runs(options, grids, passed):
+    """The resolved config of every planned run, once each (this also validates every value)."""
+    runs = {}
+    for grid in grids:
+        for depth, shortcut, block, seed in expand(grid):
+            cfg = compose(f"budget={options['budget']}", f"depth={depth}", f"shortcut={shortcut}",
+                          f"block={block}", f"seed={seed}",
+                          f"results_dir={options['results_dir']}", *passed)
+            try:
+                check_config(cfg)
+            except ConfigError as e:
+                raise SystemExit(f"error: {e}") from None
+            runs.setdefault(cfg.run_dir, cfg)
+    return list(runs.values())
 
 
 def status(cfg) -> tuple[str, int]:
@@ -96,14 +130,16 @@ def main(argv=sys.argv[1:]):
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
-    options, passed = parse(argv)
-    runs = planned_runs(options, passed)
+    options, grids, passed = parse(argv)
+    runs = planned_runs(options, grids, passed)
     plan(runs)
     launcher = [] if options["launcher"] == "basic" else [f"hydra/launcher={options['launcher']}"]
-    seeds = ",".join(str(s) for s in range(int(options["seeds"])))
-    subprocess.run([sys.executable, "-m", "src.run", "-m", f"budget={options['budget']}",
-                    f"depth={options['depth']}", f"shortcut={options['shortcut']}",
-                    f"seed={seeds}", f"results_dir={options['results_dir']}", *launcher, *passed])
+    for grid in grids:
+        seeds = ",".join(str(s) for s in range(grid["seeds"]))
+        subprocess.run([sys.executable, "-m", "src.run", "-m", f"seed={seeds}",
+                        f"budget={options['budget']}", f"depth={grid['depth']}",
+                        f"shortcut={grid['shortcut']}", f"block={grid['block']}",
+                        f"results_dir={options['results_dir']}", *launcher, *passed])
     failed = [(cfg, *status(cfg)) for cfg in runs if status(cfg)[0] != "finished"]
     for cfg, state, done in failed:
         print(f"not finished: {cfg.run_dir} ({state} at iteration {done})", file=sys.stderr)

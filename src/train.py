@@ -24,7 +24,8 @@ import tensorflow_datasets as tfds
 from omegaconf import DictConfig, OmegaConf
 
 from src import data as cifar
-from src.models import blocks_per_stage, check_shortcut, resnet, trainable_parameters
+from src.models import (BATCH_NORMS, BLOCKS, SHORTCUTS, blocks_per_stage, check_choice, resnet,
+                        responses, trainable_parameters)
 
 COLUMNS = ["iteration", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error",
            "seconds", "eval_seconds", "images_per_second"]
@@ -48,7 +49,10 @@ def check_config(cfg: DictConfig) -> None:
     """Every user-facing value, checked before anything is built or written."""
     try:
         blocks_per_stage(cfg.depth)
-        check_shortcut(cfg.shortcut)
+        check_choice("shortcut", cfg.shortcut, SHORTCUTS)
+        check_choice("block", cfg.block, tuple(BLOCKS))
+        check_choice("batch_norm", cfg.batch_norm, BATCH_NORMS)
+        check_choice("train.precision", cfg.train.precision, PRECISIONS)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     t = cfg.train
@@ -72,9 +76,6 @@ def check_config(cfg: DictConfig) -> None:
                           "fractions of train.iterations between 0 and 1")
     if t.warmup not in ("auto", True, False):
         raise ConfigError(f"train.warmup={t.warmup!r} is not allowed: auto, true or false")
-    if t.precision not in PRECISIONS:
-        raise ConfigError(f"train.precision={t.precision!r} is not allowed: "
-                          f"choose one of {', '.join(PRECISIONS)}")
     for key in ("train_examples", "test_examples"):
         value = cfg.data[key]
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -136,10 +137,12 @@ def write_json(path: Path, obj) -> None:
 
 
 class Checkpoint:
-    """`checkpoint.npz` (last) and `checkpoint.prev.npz` (the one before), each complete.
+    """`checkpoint.npz` (last) and `checkpoint.prev.npz` (the one before), each complete, with
+    every variable of the model and the optimizer keyed by its path ("stem_bn/moving_mean").
 
-    Which checkpoint wins on resume: 1. the last one if it loads; 2. else the previous one, the
-    damaged last one being kept aside as checkpoint.corrupt-<time>.npz; 3. else a fresh start.
+    Which checkpoint wins on resume: 1. the last one if it loads and holds exactly this network's
+    and optimizer's variables; 2. else the previous one, the unusable last one being kept aside as
+    checkpoint.corrupt-<time>.npz; 3. else a fresh start.
     """
 
     def __init__(self, run_dir: Path):
@@ -149,9 +152,15 @@ class Checkpoint:
     def exists(self) -> bool:
         return self.last.exists() or self.prev.exists()
 
+    @staticmethod
+    def variables(model, optimizer) -> dict:
+        named = {f"model/{v.path}": v for v in model.weights}
+        named |= {f"optimizer/{v.path}": v for v in optimizer.variables}
+        assert len(named) == len(model.weights) + len(optimizer.variables), "duplicate paths"
+        return named
+
     def save(self, model, optimizer, state: dict) -> None:
-        arrays = {f"model_{i}": v.numpy() for i, v in enumerate(model.weights)}
-        arrays |= {f"optimizer_{i}": v.numpy() for i, v in enumerate(optimizer.variables)}
+        arrays = {k: v.numpy() for k, v in self.variables(model, optimizer).items()}
         arrays["state"] = np.array(json.dumps(state))
         tmp = self.last.with_name(f".{self.last.name}.tmp{os.getpid()}")
         with open(tmp, "wb") as f:
@@ -166,25 +175,30 @@ class Checkpoint:
 
     def load(self, model, optimizer):
         """Restore into model and optimizer; return the saved state dict, or None for a fresh start."""
+        named = self.variables(model, optimizer)
         for path in (self.last, self.prev):
             if not path.exists():
                 continue
             try:
                 with np.load(path) as f:
                     state = json.loads(str(f["state"]))
-                    weights = [f[f"model_{i}"] for i in range(len(model.weights))]
-                    slots = [f[f"optimizer_{i}"] for i in range(len(optimizer.variables))]
-            except Exception as e:  # a torn or corrupted zip fails in many ways; all mean "unusable"
-                aside = path.with_name(f"checkpoint.corrupt-{time.strftime('%Y%m%d-%H%M%S')}.npz")
-                os.replace(path, aside)
-                print(f"warning: {path.name} is damaged ({type(e).__name__}); kept as "
-                      f"{aside.name}, falling back to the previous checkpoint", file=sys.stderr)
-                continue
-            for variable, value in zip(model.weights, weights):
-                variable.assign(value)
-            for variable, value in zip(optimizer.variables, slots):
-                variable.assign(value)
-            return state
+                    values = {k: f[k] for k in named if k in f.files}
+            except Exception as e:  # a torn or corrupted zip fails in many ways
+                reason = f"damaged: {type(e).__name__}"
+            else:
+                missing = [k for k in named if k not in values]
+                reshaped = [k for k in values if values[k].shape != tuple(named[k].shape)]
+                if not missing and not reshaped:
+                    for k, variable in named.items():
+                        variable.assign(values[k])
+                    return state
+                reason = (f"it has no {missing[0]}" if missing else f"its {reshaped[0]} has "
+                          f"shape {values[reshaped[0]].shape}") + \
+                    ": written for another network or by an older version"
+            aside = path.with_name(f"checkpoint.corrupt-{time.strftime('%Y%m%d-%H%M%S')}.npz")
+            os.replace(path, aside)
+            print(f"warning: {path.name} cannot be used ({reason}); kept as {aside.name}, "
+                  "falling back to the previous checkpoint", file=sys.stderr)
         return None
 
 
@@ -204,6 +218,12 @@ def read_rows(path: Path, up_to_iteration: int) -> list[dict]:
 
 def write_rows(path: Path, rows: list[dict]) -> None:
     write_atomic(path, lambda f: pd.DataFrame(rows, columns=COLUMNS).to_csv(f, index=False))
+
+
+def write_responses(run_dir: Path, model, test_batches) -> None:
+    """responses.csv: Figure 7's layer responses of the network as it is now, on the test set."""
+    table = responses(model, test_batches)
+    write_atomic(run_dir / "responses.csv", lambda f: table.to_csv(f, index=False))
 
 
 # --- what a run folder records about itself -------------------------------------------------------
@@ -254,20 +274,61 @@ def make_optimizer(cfg: DictConfig) -> tuple[keras.optimizers.Optimizer, PaperSc
     return optimizer, schedule
 
 
-def make_train_step(model, optimizer, jit_compile=False):
-    """One SGD step on a batch; returns (mean cross-entropy, number of wrong predictions)."""
+class Interval:
+    """The running sums of the current logging interval, as variables beside the model: the
+    compiled step adds to them, and Python reads them (a device-to-host copy, which makes the host
+    wait for the device) only to write a row, a live line or a checkpoint."""
+
+    FLOATS = ("loss_sum", "wrong", "seen", "lr")  # lr: the one the last step used
+
+    def __init__(self):
+        self.sums = {k: tf.Variable(0.0, trainable=False, name=k) for k in self.FLOATS}
+        self.warmup_ended_at = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def read(self) -> dict:
+        values = {k: float(v.numpy()) for k, v in self.sums.items()}
+        return values | {"warmup_ended_at": int(self.warmup_ended_at.numpy())}
+
+    def restore(self, state: dict) -> None:
+        for k, v in self.sums.items():
+            v.assign(state.get(k, 0.0))
+
+    def reset(self) -> None:
+        self.restore({})
+
+
+def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interval,
+                    warmup_until_error=0.0, jit_compile=False):
+    """One SGD step on a batch, compiled, that returns nothing: it adds the batch's loss, wrong
+    predictions and size to `interval`, so the loop never waits for the device between steps.
+
+    optimizer.iterations is the one step counter (the schedule reads it): every batch counts, also
+    one whose float16 gradients overflowed and that Keras' loss-scale optimizer skipped without
+    counting it, which would move every later milestone. The warm-up (paper, 110 layers) ends at
+    the first step after which the interval's running training error is below
+    `warmup_until_error` percent."""
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     optimizer.build(model.trainable_variables)
+    sums = interval.sums
 
     @tf.function(jit_compile=jit_compile)
     def train_step(images, labels):
+        step = tf.identity(optimizer.iterations)
+        sums["lr"].assign(tf.cast(optimizer.learning_rate, tf.float32))
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             loss = cross_entropy(labels, logits)
             scaled = optimizer.scale_loss(loss + tf.add_n(model.losses))
         optimizer.apply_gradients(zip(tape.gradient(scaled, model.trainable_variables),
                                       model.trainable_variables))
-        return loss, count_wrong(logits, labels)
+        optimizer.iterations.assign(step + 1)
+        sums["loss_sum"].assign_add(loss * tf.cast(tf.size(labels), tf.float32))
+        sums["wrong"].assign_add(count_wrong(logits, labels))
+        sums["seen"].assign_add(tf.cast(tf.size(labels), tf.float32))
+        ends = tf.logical_and(schedule.warming_up,
+                              100 * sums["wrong"] / sums["seen"] < warmup_until_error)
+        schedule.warming_up.assign(tf.logical_and(schedule.warming_up, tf.logical_not(ends)))
+        interval.warmup_ended_at.assign(tf.where(ends, step + 1, interval.warmup_ended_at))
 
     return train_step
 
@@ -339,9 +400,11 @@ def train(cfg: DictConfig) -> dict:
     data = cifar.load(cfg.data.dir, cfg.data.download, cfg.data.train_examples,
                       cfg.data.test_examples, cfg.data.validation)
 
-    model = resnet(cfg.depth, cfg.shortcut, t.weight_decay)
+    model = resnet(cfg.depth, cfg.shortcut, t.weight_decay, cfg.block, cfg.batch_norm)
     optimizer, schedule = make_optimizer(cfg)
-    train_step = make_train_step(model, optimizer, t.jit_compile)
+    interval = Interval()
+    train_step = make_train_step(model, optimizer, schedule, interval, t.warmup_until_error,
+                                 t.jit_compile)
 
     @tf.function(jit_compile=t.jit_compile)
     def test_step(images, labels):
@@ -355,23 +418,25 @@ def train(cfg: DictConfig) -> dict:
         loss = wrong = 0.0
         for images, labels in test_batches:
             batch_loss, batch_wrong = test_step(images, labels)
-            loss, wrong = loss + float(batch_loss), wrong + float(batch_wrong)
+            loss, wrong = loss + batch_loss, wrong + batch_wrong
         n = len(data.test_labels)
-        return loss / n, 100 * wrong / n
+        return float(loss) / n, 100 * float(wrong) / n
 
-    # The interval accumulators are part of the state, so a checkpoint may fall mid-interval.
+    # The interval's sums are part of the state, so a checkpoint may fall mid-interval.
     checkpoint = Checkpoint(run_dir)
-    fresh = {"iteration": 0, "warming_up": warmup_enabled(cfg), "loss_sum": 0.0,
-             "wrong": 0.0, "seen": 0, "interval_seconds": 0.0, "seconds": 0.0}
-    state = checkpoint.load(model, optimizer) or fresh
-    saved_at = state["iteration"] if state is not fresh else None
+    loaded = checkpoint.load(model, optimizer)  # optimizer.iterations included
+    state = loaded or {"iteration": 0, "warming_up": warmup_enabled(cfg),
+                       "interval_seconds": 0.0, "seconds": 0.0}
+    iteration = state["iteration"]
+    saved_at = iteration if loaded else None
     schedule.warming_up.assign(state["warming_up"])
-    rows = read_rows(run_dir / "metrics.csv", state["iteration"])
+    interval.restore(state)
+    rows = read_rows(run_dir / "metrics.csv", iteration)
     parameters = trainable_parameters(model)
     print(f"{model.name}: {parameters / 1e6:.2f}M parameters, "
           f"{t.iterations} iterations of {t.batch_size} images ({cfg.budget.name} budget) "
-          f"-> {run_dir}" + (f", resuming at iteration {state['iteration']}"
-                             if state["iteration"] else ""), flush=True)
+          f"-> {run_dir}" + (f", resuming at iteration {iteration}" if iteration else ""),
+          flush=True)
 
     summary = {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True),
                "parameters": parameters, "hardware": hardware(),
@@ -379,11 +444,29 @@ def train(cfg: DictConfig) -> dict:
 
     def save_summary(status, **extra):
         last = rows[-1] if rows else {}
-        summary.update(status=status, iterations=state["iteration"],
+        summary.update(status=status, iterations=iteration,
                        train_error=last.get("train_error"), test_error=last.get("test_error"),
                        wall_seconds=state["seconds"],
                        updated=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
         write_json(run_dir / "summary.json", summary)
+
+    checked = iteration  # the last iteration at which the loss was read and found finite
+
+    def read_interval() -> dict:
+        """The interval's sums, read from the device; stop on a NaN or infinite loss."""
+        nonlocal checked
+        sums = interval.read()
+        if not math.isfinite(sums["loss_sum"]):
+            good = "none" if saved_at is None else f"iteration {saved_at:,}"
+            what = f"loss became {sums['loss_sum']} between iteration {checked:,} and {iteration:,}"
+            save_summary("failed", error=what)
+            raise NumericalError(f"{what} (lr {sums['lr']:g}); last good checkpoint: {good}")
+        checked = iteration
+        if sums["warmup_ended_at"] and state["warming_up"]:
+            state["warming_up"] = False
+            print(f"warm-up over at iteration {sums['warmup_ended_at']}: running training error "
+                  f"below {t.warmup_until_error}%, lr back to {t.lr}")
+        return sums
 
     stop = []  # Ctrl-C / SIGTERM: finish the step, checkpoint, exit (signals reach main only)
     handlers = {s: signal.signal(s, lambda signum, _: stop.append(signum))
@@ -391,68 +474,60 @@ def train(cfg: DictConfig) -> dict:
                 if threading.current_thread() is threading.main_thread()}
     try:
         save_summary("running")
-        batches = iter(cifar.train_batches(data, t.batch_size, cfg.seed, state["iteration"]))
+        batches = iter(cifar.train_batches(data, t.batch_size, cfg.seed, iteration))
         n_train = len(data.train_labels)
         live = sys.stdout.isatty()
         tick = time.perf_counter()
-        while state["iteration"] < t.iterations:
+        while iteration < t.iterations:
             _, images, labels = next(batches)
-            lr = float(schedule(optimizer.iterations))
-            loss, wrong = (float(v) for v in train_step(images, labels))
-            if not math.isfinite(loss):
-                good = "none" if saved_at is None else f"iteration {saved_at}"
-                save_summary("failed", error=f"loss is {loss} at iteration {state['iteration'] + 1}")
-                raise NumericalError(f"loss became {loss} at iteration {state['iteration'] + 1} "
-                                     f"(lr {lr:g}); last good checkpoint: {good}")
-            state["iteration"] += 1
-            state["loss_sum"] += loss * len(labels)
-            state["wrong"] += wrong
-            state["seen"] += len(labels)
-            running_error = 100 * state["wrong"] / state["seen"]
-            if state["warming_up"] and running_error < t.warmup_until_error:
-                state["warming_up"] = False
-                schedule.warming_up.assign(False)
-                print(f"warm-up over at iteration {state['iteration']}: running training error "
-                      f"{running_error:.1f}% < {t.warmup_until_error}%, lr back to {t.lr}")
+            train_step(images, labels)
+            iteration += 1
             now = time.perf_counter()
             state["interval_seconds"] += now - tick
             state["seconds"] += now - tick
             tick = now
-            if live and state["iteration"] % 10 == 0:  # between rows, on a terminal only
-                print(f"\r{progress(state['iteration'], t.iterations, state['seconds'])} "
-                      f"train {running_error:5.2f}% (running) | "
-                      f"{state['seen'] / state['interval_seconds']:.0f} img/s ", end="", flush=True)
+            if live and iteration % 10 == 0:  # between rows, on a terminal only
+                sums = read_interval()
+                print(f"\r{progress(iteration, t.iterations, state['seconds'])} "
+                      f"train {100 * sums['wrong'] / sums['seen']:5.2f}% (running) | "
+                      f"{sums['seen'] / state['interval_seconds']:.0f} img/s ", end="", flush=True)
 
-            if state["iteration"] % cfg.log.every == 0:
+            if iteration % cfg.log.every == 0:
+                sums = read_interval()
                 eval_start = time.perf_counter()
-                tested = state["iteration"] % cfg.log.test_every == 0
+                tested = iteration % cfg.log.test_every == 0
                 test_loss, test_error = evaluate() if tested else (math.nan, math.nan)
                 eval_seconds = time.perf_counter() - eval_start
                 state["seconds"] += eval_seconds
                 rows.append({
-                    "iteration": state["iteration"],
-                    "epoch": round(state["iteration"] * t.batch_size / n_train, 3),
-                    "lr": float(f"{lr:.6g}"), "train_loss": state["loss_sum"] / state["seen"],
-                    "train_error": running_error, "test_loss": test_loss,
+                    "iteration": iteration,
+                    "epoch": round(iteration * t.batch_size / n_train, 3),
+                    "lr": float(f"{sums['lr']:.6g}"),
+                    "train_loss": sums["loss_sum"] / sums["seen"],
+                    "train_error": 100 * sums["wrong"] / sums["seen"], "test_loss": test_loss,
                     "test_error": test_error, "seconds": round(state["seconds"], 2),
                     "eval_seconds": round(eval_seconds, 2),
-                    "images_per_second": round(state["seen"] / state["interval_seconds"], 1),
+                    "images_per_second": round(sums["seen"] / state["interval_seconds"], 1),
                 })
                 # The row is written before the checkpoint that covers it, and rows past the
                 # checkpoint are dropped on resume: no gap and no duplicate, whenever the kill.
                 write_rows(run_dir / "metrics.csv", rows)
-                state.update(loss_sum=0.0, wrong=0.0, seen=0, interval_seconds=0.0)
+                interval.reset()
+                state["interval_seconds"] = 0.0
                 save_summary("running")
                 report(rows[-1], t.iterations, live)
                 tick = time.perf_counter()
-            if state["iteration"] % cfg.checkpoint.every == 0 or stop:
+            if iteration % cfg.checkpoint.every == 0 or stop:
+                sums = read_interval()  # never a checkpoint of NaN weights
+                state.update(iteration=iteration, **{k: sums[k] for k in Interval.FLOATS})
                 checkpoint.save(model, optimizer, state)
-                saved_at = state["iteration"]
+                saved_at = iteration
             if stop:
                 save_summary("interrupted")
-                print(f"stopped by signal {stop[0]} at iteration {state['iteration']}; "
+                print(f"stopped by signal {stop[0]} at iteration {iteration}; "
                       "run the same command again to resume", file=sys.stderr)
                 sys.exit(128 + stop[0])
+        write_responses(run_dir, model, test_batches)
         save_summary("finished")
         print(f"finished: train error {summary['train_error']:.2f}%, test error "
               f"{summary['test_error']:.2f}% after {duration(state['seconds'])}")

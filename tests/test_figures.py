@@ -1,17 +1,21 @@
 """Figures and tables from run folders alone: synthetic runs, a missing one, several seeds."""
 import json
+import re
 
 import numpy as np
 import pandas as pd
 
 from experiments.figures import main as figures
 from experiments.paper import RESNET_TEST_ERROR
+from src.run import run_name
 from src.train import COLUMNS
 
 
-def fake_run(budget_dir, shortcut, depth, seed, final_train, final_test, status="finished"):
-    """A run folder as src.train writes it, with curves that fall to the given final errors."""
-    folder = budget_dir / "runs" / f"{shortcut}-{depth}-s{seed}"
+def fake_run(budget_dir, shortcut, depth, seed, final_train, final_test, status="finished",
+             block="original", response=None):
+    """A run folder as src.train writes it, with curves that fall to the given final errors and,
+    given `response`, a responses.csv whose layer stds fall from 2 x response to response."""
+    folder = budget_dir / "runs" / run_name(block, shortcut, depth, seed)
     folder.mkdir(parents=True)
     iterations = np.arange(100, 1001, 100)
     fall = np.linspace(90, 0, len(iterations))
@@ -24,36 +28,57 @@ def fake_run(budget_dir, shortcut, depth, seed, final_train, final_test, status=
                "train_error": float(rows.train_error.iloc[-1]),
                "test_error": float(rows.test_error.iloc[-1]), "wall_seconds": 60.0,
                "hardware": {"cpu": "Test CPU", "gpus": []}, "commit": "abc123",
-               "config": {"shortcut": shortcut, "depth": depth, "seed": seed,
+               "config": {"shortcut": shortcut, "depth": depth, "seed": seed, "block": block,
                           "budget": {"name": budget_dir.name},
-                          "train": {"batch_size": 128, "lr": 0.1,
-                                    "milestones": [0.8, 0.9]}}}
+                          "train": {"batch_size": 128, "lr": 0.1, "precision": "float32",
+                                    "milestones": [0.5, 0.75]}}}
     (folder / "summary.json").write_text(json.dumps(summary))
+    if response is not None:
+        layers = depth - 1
+        pd.DataFrame({"layer": [f"l{i}" for i in range(layers)], "index": range(1, layers + 1),
+                      "std": np.linspace(2 * response, response, layers)}).to_csv(
+            folder / "responses.csv", index=False)
 
 
-def test_figures_and_table_from_runs_with_seeds_and_a_missing_run(tmp_path, capsys):
+def test_figures_table_and_claims_from_runs_with_seeds_and_missing_runs(tmp_path, capsys):
     budget = tmp_path / "quick"
     for seed, noise in [(0, 0.0), (1, 1.0), (2, -1.0)]:
-        fake_run(budget, "none", 20, seed, 40 + noise, 42 + noise)
-        fake_run(budget, "none", 56, seed, 70 + noise, 71 + noise)
-        fake_run(budget, "identity", 20, seed, 35 + noise, 37 + noise)
-    # ResNet-56 is missing altogether; one unfinished run is skipped with a note.
-    fake_run(budget, "identity", 56, 0, 50, 50, status="interrupted")
+        fake_run(budget, "none", 20, seed, 40 + noise, 42 + noise, response=1.0 + noise / 10)
+        fake_run(budget, "none", 56, seed, 70 + noise, 71 + noise, response=1.5)
+        fake_run(budget, "identity", 20, seed, 35 + noise, 37 + noise, response=0.5)
+    fake_run(budget, "none", 32, 0, 41, 43)  # one seed: its std is not known
+    fake_run(budget, "identity", 56, 0, 50, 50, status="interrupted")  # skipped
+    fake_run(budget, "identity", 56, 0, 30, 32, block="preact")
     assert figures([str(budget)]) == 0
     assert "skipped identity-56-s0" in capsys.readouterr().out
-    for name in ("figure1.png", "figure6.png", "table6.md", "table6.csv", "README.md"):
+    for name in ("figure1.png", "figure6.png", "figure7.png", "table6.md", "table6.csv",
+                 "README.md"):
         assert (budget / name).stat().st_size > 0
+    assert not (budget / "figure_preact.png").exists()  # no original ResNet-56 finished
     table = pd.read_csv(budget / "table6.csv").set_index("depth")
     assert table.loc[20, "plain test error (%)"] == "42.00 ± 1.00 (n=3)"
     assert table.loc[20, "ResNet test error (%)"] == "37.00 ± 1.00 (n=3)"
+    assert table.loc[32, "plain test error (%)"] == "43.00 (n=1)"
     assert pd.isna(table.loc[56, "ResNet test error (%)"])
     assert table.loc[20, "paper ResNet (%, Table 6)"] == RESNET_TEST_ERROR[20]
     assert table.loc[20, "ResNet minus paper"] == round(37 - RESNET_TEST_ERROR[20], 2)
     readme = (budget / "README.md").read_text()
     assert "budget `quick`" in readme and "Test CPU" in readme and "abc123" in readme
-    assert "divided by 10 at 80%, 90% of them" in readme
-    assert "plain-56 vs plain-20: training error 70.0% vs 40.0% (+30.0 points)" in readme
-    assert "![figure6.png](figure6.png)" in readme
+    assert "divided by 10 at 50%, 75% of them" in readme
+    assert "plain-20 n=3" in readme and "plain-32 n=1" in readme
+    assert ("- still to run: identity-56-s0, identity-32-s0, none-44-s0, identity-44-s0, "
+            "identity-110-s0, preact-identity-110-s0, identity-56-s1, identity-56-s2") in readme
+    rows = [re.sub(r"\s*\|\s*", "|", line) for line in readme.splitlines()
+            if line.startswith("| (")]
+    # (a) plain-20 -> plain-32: +1 point against a threshold of 2 x 1.00 (plain-20's std)
+    assert any("plain-32 above plain-20" in r and "|1.00|2.00|not shown at this budget|"
+               in r for r in rows)
+    assert any("plain-56 above plain-20" in r and "|30.00|2.00|shown|" in r for r in rows)
+    # (e) ResNet-20 responds more weakly than plain-20: mean layer std 0.75 vs 1.50 +- 0.15
+    assert any("(e) Figure 7" in r and "plain-20 above ResNet-20" in r and "|shown|" in r
+               for r in rows)
+    assert not any("(b)" in r for r in rows)  # needs ResNet-56
+    assert "![figure6.png](figure6.png)" in readme and "![figure7.png](figure7.png)" in readme
 
 
 def test_figures_with_only_resnets_skip_figure1(tmp_path, capsys):
@@ -64,7 +89,8 @@ def test_figures_with_only_resnets_skip_figure1(tmp_path, capsys):
     assert figures([str(budget)]) == 0
     assert "figure1: needs plain-20 and plain-56; skipped" in capsys.readouterr().out
     assert not (budget / "figure1.png").exists() and (budget / "figure6.png").exists()
-    assert "ResNet-1202 vs ResNet-20" in (budget / "README.md").read_text()
+    readme = (budget / "README.md").read_text()
+    assert "ResNet-20 above ResNet-110" in readme and "not decided: one seed on every side" in readme
 
 
 def test_no_runs_is_an_error_not_an_empty_figure(tmp_path):

@@ -1,10 +1,12 @@
 """Structural facts of the paper's networks (section 4.2, Table 6)."""
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import src  # noqa: F401
 from experiments.paper import PARAMETERS_M
-from src.models import blocks_per_stage, check_shortcut, resnet, trainable_parameters
+from src.models import blocks_per_stage, resnet, trainable_parameters
 
 
 @pytest.mark.parametrize("depth", sorted(PARAMETERS_M))
@@ -69,4 +71,194 @@ def test_bad_depth_is_refused_naming_the_rule(depth):
 
 def test_unknown_shortcut_lists_the_four():
     with pytest.raises(ValueError, match="none, identity, projection, all_projection"):
-        check_shortcut("B")
+        resnet(20, "B")
+
+
+# --- padding: the residual branch lines up with its shortcut (Caffe's symmetric padding) -------
+
+def centre_kernel(c_in, c_out, offset=0):
+    """A 3x3 kernel that copies input channel c to output channel c + offset at the centre tap."""
+    kernel = np.zeros((3, 3, c_in, c_out), np.float32)
+    kernel[1, 1, np.arange(c_in), np.arange(c_in) + offset] = 1
+    return kernel
+
+
+def test_a_stride_2_convolution_centres_output_i_on_input_2i():
+    from src.models import Layers
+    inputs = keras.Input((8, 8, 4))
+    model = keras.Model(inputs, Layers().conv(inputs, 4, stride=2, name="down"))
+    model.get_layer("down_conv").kernel.assign(centre_kernel(4, 4))
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 4)).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(model(x)), x[:, ::2, ::2, :])
+
+
+@pytest.mark.parametrize("block", ["original", "preact"])
+@pytest.mark.parametrize("shortcut", ["none", "identity", "projection", "all_projection"])
+def test_every_stride_2_3x3_convolution_pads_one_pixel_on_each_side(block, shortcut):
+    model = resnet(20, shortcut, block=block)
+    strided = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)
+               and layer.strides == (2, 2)]
+    three = [layer for layer in strided if layer.kernel_size == (3, 3)]
+    assert len(three) == 2  # the first convolution of stages 2 and 3
+    for conv in three:
+        pad = model.get_layer(conv.name.removesuffix("_conv") + "_pad")
+        assert conv.padding == "valid" and pad.padding == ((1, 1), (1, 1))
+        assert conv.input is pad.output
+    assert all(layer.padding == "same" for layer in model.layers
+               if isinstance(layer, keras.layers.Conv2D) and layer not in three)
+
+
+def test_a_downsampling_block_adds_branch_and_shortcut_at_the_same_pixel():
+    """With centre-tap kernels and identity BN, branch and option-A shortcut both carry
+    x[2i, 2j] into the same channels, so the block doubles the shortcut (the old TensorFlow
+    "same" padding carried x[2i + 1, 2j + 1] instead)."""
+    from src.models import Layers, ZeroPadShortcut, original_block
+    inputs = keras.Input((8, 8, 16))
+    model = keras.Model(inputs, original_block(Layers(), inputs, 32, 2, "identity", "b"))
+    model.get_layer("b_1_conv").kernel.assign(centre_kernel(16, 32, offset=8))
+    model.get_layer("b_2_conv").kernel.assign(centre_kernel(32, 32))
+    x = np.random.default_rng(1).uniform(size=(2, 8, 8, 16)).astype(np.float32)  # post-ReLU
+    shortcut = np.asarray(ZeroPadShortcut(32)(x))
+    bn_scale = 1 / np.sqrt(1 + 1.001e-5) ** 2  # two BNs in inference mode, moving var 1
+    np.testing.assert_allclose(np.asarray(model(x, training=False)),
+                               shortcut * (1 + bn_scale), rtol=1e-5)
+
+
+# --- batch norm on the fused kernel agrees with Keras' layer ------------------------------------
+
+def bn_pair(shape=(16, 6, 6, 5)):
+    from src.models import BatchNorm
+    fused = BatchNorm(momentum=0.9, epsilon=1e-5)
+    reference = keras.layers.BatchNormalization(momentum=0.9, epsilon=1.001e-5)  # fused's floor
+    for layer in (fused, reference):
+        layer.build(shape)
+        layer.gamma.assign(np.linspace(0.5, 2, shape[-1]))
+        layer.beta.assign(np.linspace(-1, 1, shape[-1]))
+    return fused, reference
+
+
+def test_fused_batch_norm_matches_keras_forward_and_gradients():
+    fused, reference = bn_pair()
+    x = tf.constant(np.random.default_rng(2).normal(3, 2, (16, 6, 6, 5)), tf.float32)
+    w = tf.constant(np.random.default_rng(3).normal(size=(16, 6, 6, 5)), tf.float32)
+    results = []
+    for layer in (fused, reference):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(w * y)
+        results.append([y, *tape.gradient(loss, [x, layer.gamma, layer.beta])])
+    for ours, theirs in zip(*results):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_fused_batch_norm_moving_statistics_use_the_unbiased_variance():
+    fused, reference = bn_pair()
+    rng = np.random.default_rng(4)
+    mean, biased, unbiased = np.zeros(5), np.ones(5), np.ones(5)
+    for _ in range(4):
+        x = rng.normal(1, 3, (16, 6, 6, 5)).astype(np.float32)
+        fused(x, training=True)
+        reference(x, training=True)
+        m = x.shape[0] * x.shape[1] * x.shape[2]
+        batch_var = x.var(axis=(0, 1, 2))
+        mean = 0.9 * mean + 0.1 * x.mean(axis=(0, 1, 2))
+        biased = 0.9 * biased + 0.1 * batch_var
+        unbiased = 0.9 * unbiased + 0.1 * batch_var * m / (m - 1)
+    np.testing.assert_allclose(fused.moving_mean.numpy(), mean, rtol=1e-5)
+    np.testing.assert_allclose(fused.moving_variance.numpy(), unbiased, rtol=1e-5)
+    np.testing.assert_allclose(reference.moving_variance.numpy(), biased, rtol=1e-5)  # Keras'
+    assert not np.allclose(unbiased, biased, rtol=1e-4)  # the two conventions are told apart
+
+    x = rng.normal(size=(4, 6, 6, 5)).astype(np.float32)  # inference: the moving statistics
+    expected = (x - mean) / np.sqrt(unbiased + 1.001e-5) * fused.gamma.numpy() + fused.beta.numpy()
+    np.testing.assert_allclose(np.asarray(fused(x, training=False)), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("precision, jit", [("mixed_bfloat16", False), ("mixed_float16", False),
+                                            ("float32", True)])
+def test_fused_batch_norm_trains_in_mixed_precision_and_under_xla(precision, jit):
+    from src.models import BatchNorm
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        layer = BatchNorm()
+        layer.build((8, 4, 4, 3))
+        x = tf.random.normal((8, 4, 4, 3)) * 2 + 1
+
+        @tf.function(jit_compile=jit)
+        def step(x):
+            with tf.GradientTape() as tape:
+                y = layer(tf.cast(x, layer.compute_dtype), training=True)
+                loss = tf.reduce_sum(tf.cast(y, tf.float32) ** 3)
+            return y, tape.gradient(loss, layer.trainable_variables)
+
+        y, grads = step(x)
+        assert y.dtype == layer.compute_dtype and all(g.dtype == tf.float32 for g in grads)
+        assert layer.moving_mean.dtype == "float32"
+        np.testing.assert_allclose(layer.moving_mean.numpy(), 0.1 * x.numpy().mean((0, 1, 2)),
+                                   rtol=0.05)
+        assert all(np.isfinite(g.numpy()).all() for g in grads)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+# --- the pre-activation unit (He et al. 2016) ----------------------------------------------------
+
+@pytest.mark.parametrize("depth", [20, 56, 110])
+@pytest.mark.parametrize("shortcut", ["identity", "projection"])
+def test_preact_nets_have_exactly_the_original_parameter_count(depth, shortcut):
+    """BN moves, none is added on balance: + the final BN (64 channels); - the first unit's own
+    BN (16: its pre-activation is the stem's); and the downsampling units normalise their input
+    before the conv widens it (16 instead of 32 channels, 32 instead of 64): 64 - 16 - 16 - 32."""
+    original = resnet(depth, shortcut)
+    preact = resnet(depth, shortcut, block="preact")
+    assert trainable_parameters(preact) == trainable_parameters(original)
+    assert preact.get_layer("final_bn").gamma.shape == (64,)
+    assert preact.get_layer("stage2_block1_1_bn").gamma.shape == (16,)
+    assert preact.get_layer("stage3_block1_1_bn").gamma.shape == (32,)
+    assert "stage1_block1_1_bn" not in {layer.name for layer in preact.layers}
+
+
+def test_preact_unit_is_bn_relu_conv_twice_and_adds_with_nothing_after_it():
+    model = resnet(20, "identity", block="preact")
+    unit = "stage1_block2"
+    assert model.get_layer(f"{unit}_1_bn").input is model.get_layer("stage1_block1_add").output
+    assert model.get_layer(f"{unit}_relu1").input is model.get_layer(f"{unit}_1_bn").output
+    assert model.get_layer(f"{unit}_1_conv").input is model.get_layer(f"{unit}_relu1").output
+    assert model.get_layer(f"{unit}_2_bn").input is model.get_layer(f"{unit}_1_conv").output
+    assert model.get_layer(f"{unit}_2_conv").input is model.get_layer(f"{unit}_relu2").output
+    add = model.get_layer(f"{unit}_add")
+    assert add.input[0] is model.get_layer(f"{unit}_2_conv").output
+    assert add.input[1] is model.get_layer("stage1_block1_add").output  # the identity path
+    assert model.get_layer("stage1_block1_1_conv").input is model.get_layer("stem_relu").output
+    assert model.get_layer("final_bn").input is model.get_layer("stage3_block3_add").output
+
+
+# --- Figure 7: layer responses --------------------------------------------------------------------
+
+@pytest.mark.parametrize("block", ["original", "preact"])
+def test_layer_responses_equal_a_direct_numpy_computation(block):
+    from src.models import responses
+    keras.utils.set_random_seed(5)
+    model = resnet(8, "identity", block=block)
+    rng = np.random.default_rng(6)
+    for weight in model.weights:  # known, non-trivial BN statistics and scales
+        if weight.path.endswith(("moving_mean", "beta")):
+            weight.assign(rng.normal(0, 0.5, weight.shape))
+        elif weight.path.endswith(("moving_variance", "gamma")):
+            weight.assign(rng.uniform(0.5, 2, weight.shape))
+    images = rng.normal(size=(24, 32, 32, 3)).astype(np.float32)
+    batches = tf.data.Dataset.from_tensor_slices((images, np.zeros(24))).batch(10)  # 10, 10, 4
+    table = responses(model, batches)
+    expected_layers = (["stem_bn", "stage1_block1_1_bn", "stage1_block1_2_bn",
+                        "stage2_block1_1_bn", "stage2_block1_2_bn", "stage3_block1_1_bn",
+                        "stage3_block1_2_bn"] if block == "original" else
+                       ["stem_bn", "stage1_block1_2_bn", "stage1_block1_2_conv",
+                        "stage2_block1_2_bn", "stage2_block1_2_conv", "stage3_block1_2_bn",
+                        "stage3_block1_2_conv"])
+    assert table.layer.tolist() == expected_layers
+    assert table["index"].tolist() == list(range(1, 8))
+    probe = keras.Model(model.inputs[0], [model.get_layer(n).output for n in expected_layers])
+    direct = [np.asarray(o, np.float64).std(axis=(0, 1, 2)).mean()
+              for o in probe(images, training=False)]
+    np.testing.assert_allclose(table["std"].to_numpy(), direct, rtol=1e-4)

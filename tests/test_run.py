@@ -40,6 +40,14 @@ def test_smoke_run_writes_a_complete_run_folder(smoke):
     assert again.returncode == 0 and "is finished" in again.stdout
     assert metrics(run_dir).equals(rows)
 
+    responses = pd.read_csv(run_dir / "responses.csv")  # Figure 7, from the final weights
+    assert responses["index"].tolist() == list(range(1, 20))  # the stem and 18 3x3 convs
+    assert responses.layer.iloc[0] == "stem_bn" and (responses["std"] > 0).all()
+    (run_dir / "responses.csv").unlink()
+    again = run(str(run_dir), module="experiments.responses")  # recomputed from the checkpoint
+    assert again.returncode == 0, again.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "responses.csv"), responses, rtol=1e-5)
+
 
 def test_sigterm_checkpoints_mid_interval_and_the_rerun_continues_without_gaps(smoke):
     overrides, run_dir = smoke
@@ -109,7 +117,7 @@ def test_a_damaged_checkpoint_is_set_aside_and_the_previous_one_used(smoke):
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a torn write
     resumed = run(*overrides, "train.iterations=60")
     assert resumed.returncode == 0, resumed.stderr
-    assert "checkpoint.npz is damaged" in resumed.stderr
+    assert "checkpoint.npz cannot be used (damaged: " in resumed.stderr
     assert len(list(run_dir.glob("checkpoint.corrupt-*.npz"))) == 1
     assert metrics(run_dir).iteration.tolist() == list(range(10, 70, 10))
 
@@ -119,10 +127,28 @@ def test_nan_loss_stops_the_run_with_iteration_lr_and_checkpoint(smoke):
     result = run(*overrides, "train.lr=1e30", "train.milestones=[0.9]")
     assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("error: loss became") and "at iteration" in message
-    assert "(lr 1e+30)" in message and message.endswith("last good checkpoint: none")
+    assert message == ("error: loss became nan between iteration 0 and 10 (lr 1e+30); "
+                       "last good checkpoint: none")
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["status"] == "failed" and "loss is" in summary["error"]
+    assert summary["status"] == "failed"
+    assert summary["error"] == "loss became nan between iteration 0 and 10"
+    assert not (run_dir / "checkpoint.npz").exists()  # no checkpoint of NaN weights
+
+
+def test_a_checkpoint_of_another_network_or_an_older_version_is_set_aside(smoke):
+    overrides, run_dir = smoke
+    stopped = interrupt_after_first_row(run_dir, *overrides, "train.iterations=60")
+    assert stopped.returncode == 128 + signal.SIGTERM
+    last = run_dir / "checkpoint.npz"
+    with np.load(last) as f:  # the format before arrays were keyed by path: by position
+        arrays = {f"model_{i}": f[k] for i, k in enumerate(k for k in f.files if k != "state")}
+        arrays["state"] = f["state"]
+    np.savez(last, **arrays)
+    resumed = run(*overrides, "train.iterations=60")
+    assert resumed.returncode == 0, resumed.stderr
+    assert ("checkpoint.npz cannot be used (it has no model/stem_conv/kernel: written for another "
+            "network or by an older version); kept as checkpoint.corrupt-") in resumed.stderr
+    assert metrics(run_dir).iteration.tolist() == list(range(10, 70, 10))
 
 
 def test_a_folder_holding_another_config_is_refused_then_set_aside_on_request(smoke):

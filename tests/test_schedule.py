@@ -1,4 +1,5 @@
 """The paper's optimisation recipe: the schedule, warm-up and weight decay (section 4.2)."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -6,7 +7,7 @@ import tensorflow as tf
 import src  # noqa: F401
 from src.models import resnet
 from src.run import compose
-from src.train import PaperSchedule, make_optimizer, warmup_enabled
+from src.train import Interval, PaperSchedule, make_optimizer, make_train_step, warmup_enabled
 
 
 @pytest.mark.parametrize("step, lr", [(0, 0.1), (31_999, 0.1), (32_000, 0.01), (47_999, 0.01),
@@ -64,3 +65,33 @@ def test_weight_decay_is_caffe_style_coupled_l2(weight_decay):
         np.testing.assert_allclose(grad.numpy(), weight_decay * kernel.numpy(), rtol=1e-5)
     assert len(model.losses) == 20  # every conv and the classifier; no BN parameters
     assert compose().train.weight_decay == 1e-4
+
+
+def test_a_float16_step_skipped_on_overflow_still_counts_toward_the_milestones():
+    """Keras' loss-scale optimizer skips a step whose gradients overflow without counting it;
+    the trainer counts it, so the lr still drops at the configured iteration."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        cfg = compose("depth=8", "train.precision=mixed_float16", "train.iterations=6",
+                      "train.milestones=[0.5]")  # lr / 10 from the 4th step (iteration 3) on
+        model = resnet(8)
+        optimizer, schedule = make_optimizer(cfg)
+        interval = Interval()
+        step = make_train_step(model, optimizer, schedule, interval)
+        images = tf.random.normal((8, 32, 32, 3))
+        labels = tf.range(8) % 10
+        step(images, labels)
+        scale = optimizer.dynamic_scale.numpy()
+        optimizer.dynamic_scale.assign(1e30)  # float16 gradients overflow at this scale
+        kernel = model.get_layer("stem_conv").kernel.numpy()
+        step(images, labels)
+        np.testing.assert_array_equal(model.get_layer("stem_conv").kernel.numpy(), kernel)
+        optimizer.dynamic_scale.assign(scale)
+        step(images, labels)
+        assert interval.read()["lr"] == pytest.approx(0.1)  # the 3rd step, iteration 2
+        step(images, labels)
+        assert interval.read()["lr"] == pytest.approx(0.01)  # the 4th step, iteration 3
+        assert int(optimizer.iterations.numpy()) == 4
+        assert not np.array_equal(model.get_layer("stem_conv").kernel.numpy(), kernel)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")

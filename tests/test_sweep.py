@@ -34,3 +34,20 @@ def test_sweep_refuses_bad_values_before_running_anything(tmp_path):
         result = run("budget=smoke", f"results_dir={tmp_path}", word, module="src.sweep")
         assert result.returncode != 0 and message in result.stderr, result.stderr
         assert not (tmp_path / "smoke").exists()
+
+
+def test_the_quick_sweep_covers_figure_6_with_three_seeds_where_the_claims_are_made():
+    from src.sweep import parse, planned_runs
+    options, grids, passed = parse(["budget=quick", "results_dir=/tmp/q"])
+    names = [cfg.run_dir.rsplit("/", 1)[1] for cfg in planned_runs(options, grids, passed)]
+    assert len(names) == len(set(names)) == 19
+    for net in ("none-20", "none-56", "identity-20", "identity-56"):
+        assert {f"{net}-s{s}" for s in range(3)} <= set(names)
+    assert {"none-32-s0", "none-44-s0", "identity-32-s0", "identity-44-s0", "identity-110-s0",
+            "preact-identity-56-s0", "preact-identity-110-s0"} <= set(names)
+    assert names[:4] == ["none-20-s0", "identity-20-s0", "none-56-s0", "identity-56-s0"]
+    assert "none-110-s0" not in names  # plain-110 is in the paper budget's sweep only
+
+    options, grids, passed = parse(["budget=quick", "seeds=2", "depth=20", "shortcut=identity"])
+    assert [(g["depth"], g["shortcut"], g["block"], g["seeds"]) for g in grids] == [
+        ("20", "identity", "original", 2)]

@@ -1,0 +1,56 @@
+"""Figure 7's layer responses of a run, recomputed from its checkpoint.
+
+    python -m experiments.responses RUN_DIR [RUN_DIR ...]
+
+Every run writes responses.csv when it finishes (src.models.responses says how the std is
+taken); this rebuilds it for a run folder that still has its checkpoint.npz, e.g. after a change
+to how responses are measured. Data: data.dir and data.download of the run's config, or
+TFDS_DATA_DIR and TFDS_DOWNLOAD where they are set.
+"""
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+import src  # noqa: F401  (quiet TensorFlow start-up)
+from src import data as cifar
+from src.data import DataError
+from src.models import resnet
+from src.train import Checkpoint, make_optimizer, read_summary, write_responses
+
+
+def recompute(run_dir: Path) -> None:
+    config = read_summary(run_dir).get("config")
+    if config is None or not Checkpoint(run_dir).exists():
+        raise SystemExit(f"error: {run_dir} holds no run with a checkpoint (summary.json and "
+                         "checkpoint.npz): nothing to recompute")
+    cfg = OmegaConf.create(config)
+    model = resnet(cfg.depth, cfg.shortcut, cfg.train.weight_decay, cfg.block, cfg.batch_norm)
+    optimizer, _ = make_optimizer(cfg)
+    optimizer.build(model.trainable_variables)
+    if Checkpoint(run_dir).load(model, optimizer) is None:
+        raise SystemExit(f"error: no usable checkpoint in {run_dir}")
+    data_dir = os.environ.get("TFDS_DATA_DIR", cfg.data.dir)
+    download = os.environ.get("TFDS_DOWNLOAD", str(cfg.data.download)).lower() == "true"
+    data = cifar.load(data_dir, download, cfg.data.train_examples, cfg.data.test_examples,
+                      cfg.data.validation)  # the same mean image as the run
+    write_responses(run_dir, model, cifar.test_batches(data))
+    print(f"{run_dir}: wrote responses.csv")
+
+
+def main(argv=sys.argv[1:]):
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0 if argv else 2
+    try:
+        for run_dir in argv:
+            recompute(Path(run_dir))
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
