@@ -1,11 +1,13 @@
 """`make bench`: how fast this code trains, side by side in one process.
 
 For each depth: (1) a bare compiled training step on in-memory tensors, the ceiling; (2) the real
-trainer end to end (tfds data, augmentation, logging, checkpoints) and its ratio to (1); (3) the
-input pipeline alone; (4) precision and XLA variants of (1); (5) achieved FLOP/s against the
-CPU's peak. Printed as a table and written to results/bench/bench.csv.
+trainer end to end (tfds data, augmentation, logging, checkpoints) and its ratio to (1); both
+with the fused and with Keras' batch norm, in interleaved rounds (the median is kept, and the
+spread between rounds shown); (3) the input pipeline alone; (4) precision and XLA variants of
+(1) and (2); (5) achieved FLOP/s against the CPU's peak. Printed as a table and written to
+results/bench/bench.csv.
 
-    python -m src.bench [--depths 20 56 110] [--steps 15] [data.dir=... other run overrides]
+    python -m src.bench [--depths 20 56 110] [--steps 15] [--rounds 2] [data.dir=... overrides]
 """
 import argparse
 import contextlib
@@ -107,6 +109,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depths", type=int, nargs="+", default=[20, 56])
     parser.add_argument("--steps", type=int, default=15, help="timed steps per measurement")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="interleaved rounds of the float32 fused vs Keras batch-norm runs")
     parser.add_argument("--out", default="results/bench/bench.csv")
     args, overrides = parser.parse_known_args()
     tf.get_logger().setLevel("ERROR")  # each trainer run traces its own functions anew
@@ -131,15 +135,23 @@ def main():
               f"{rate:7.1f} img/s", flush=True)
 
     for depth in args.depths:
-        for batch_norm in ("fused", "keras"):
-            measure(depth, "bare step", batch_norm=batch_norm)
-            measure(depth, "trainer", batch_norm=batch_norm)
+        # The comparison the defaults rest on, in interleaved rounds (the order flipped every
+        # round) so that a shared machine's drift falls on both sides; the median is kept.
+        for round_ in range(args.rounds):
+            for batch_norm in ("fused", "keras")[::1 if round_ % 2 == 0 else -1]:
+                measure(depth, "bare step", batch_norm=batch_norm)
+                measure(depth, "trainer", batch_norm=batch_norm)
         for precision in precisions[1:]:
             measure(depth, "bare step", precision)
             measure(depth, "trainer", precision)
         measure(depth, "bare step", xla=True)
         rows.append({"depth": depth, "what": "input pipeline", "images_per_second": input_rate})
-    table = pd.DataFrame(rows)
+    key = ["depth", "what", "precision", "batch_norm", "xla"]
+    table = pd.DataFrame(rows).groupby(key, sort=False, dropna=False).agg(
+        images_per_second=("images_per_second", "median"),
+        measured=("images_per_second", "size"),
+        spread=("images_per_second", lambda v: (v.max() - v.min()) / v.median()),
+        flops_fraction_of_peak=("flops_fraction_of_peak", "median")).reset_index()
     # Ratios within this one run: to the bare step of the same variant, and to float32 fused.
     key = ["depth", "precision", "batch_norm", "xla"]
     bare = table[table.what == "bare step"].set_index(key).images_per_second
@@ -159,8 +171,8 @@ def main():
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, table.to_csv(index=False))
-    shown = ["depth", "what", "precision", "batch_norm", "xla", "images_per_second",
-             "trainer_over_bare", "over_fp32_fused_bare", "flops_fraction_of_peak"]
+    shown = ["depth", "what", "precision", "batch_norm", "xla", "images_per_second", "measured",
+             "spread", "trainer_over_bare", "over_fp32_fused_bare", "flops_fraction_of_peak"]
     print(f"\n{hw['cpu']}, {hw['cpu_count']} cores, GPUs: {hw['gpus'] or 'none'}; "
           f"peak {peak / 1e9:.0f} GFLOP/s assumed ({peak_how})")
     print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep=""))
