@@ -282,6 +282,20 @@ def claims(runs, responses) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def summary(judged, budget) -> list[str]:
+    """One line per claim: in how many of its comparisons the rule finds it shown."""
+    lines = []
+    for claim, rows in (judged.groupby("claim", sort=False) if not judged.empty else []):
+        shown = (rows.verdict == "shown").sum()
+        word = "shown" if shown == len(rows) else "not shown" if shown == 0 else "partly shown"
+        lines.append(f"- {claim}: **{word}** ({shown} of {len(rows)} comparisons).")
+    if budget != "paper":
+        lines.append("- (c) is the paper's Table 6, the result of the full 64k-iteration schedule; "
+                     "whatever a shorter budget shows, the test of it is the paper budget on a "
+                     "GPU: `make reproduce-cifar BUDGET=paper SEEDS=5` (project README, Speed).")
+    return lines
+
+
 def missing(budget_dir: Path, runs) -> list[str]:
     """The runs the budget's sweep plans that are not finished here."""
     from src.sweep import run_names
@@ -330,6 +344,7 @@ def report(budget_dir: Path) -> bool:
         "nothing is decided); else **not shown at this budget**. Errors are final values in % "
         "(the training error running over the last logged interval); `std` in (e) is a run's "
         "layer response std averaged over its 3x3 layers.", "",
+        *summary(judged, runs.budget.iloc[0]), "",
         judged.to_markdown(index=False, floatfmt=".2f") if not judged.empty else "(no pairs yet)",
         "", *[f"![{name}]({name})" for name in made], "",
         "## Table 6 (final test error: the last evaluation, never the best one)", "", markdown, "",

@@ -142,7 +142,8 @@ class Checkpoint:
 
     Which checkpoint wins on resume: 1. the last one if it loads and holds exactly this network's
     and optimizer's variables; 2. else the previous one, the unusable last one being kept aside as
-    checkpoint.corrupt-<time>.npz; 3. else a fresh start.
+    checkpoint.corrupt-<time>.npz (checkpoint.prev.corrupt-<time>.npz for the previous one);
+    3. else a fresh start.
     """
 
     def __init__(self, run_dir: Path):
@@ -195,7 +196,7 @@ class Checkpoint:
                 reason = (f"it has no {missing[0]}" if missing else f"its {reshaped[0]} has "
                           f"shape {values[reshaped[0]].shape}") + \
                     ": written for another network or by an older version"
-            aside = path.with_name(f"checkpoint.corrupt-{time.strftime('%Y%m%d-%H%M%S')}.npz")
+            aside = path.with_name(f"{path.stem}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}.npz")
             os.replace(path, aside)
             print(f"warning: {path.name} cannot be used ({reason}); kept as {aside.name}, "
                   "falling back to the previous checkpoint", file=sys.stderr)
