@@ -303,7 +303,7 @@ def missing(budget_dir: Path, runs) -> list[str]:
 
 
 def report(budget_dir: Path) -> bool:
-    from src.train import write_text  # atomic
+    from src.rundir import write_text  # atomic
     curves, runs, responses = load_runs(budget_dir)
     if runs.empty:
         print(f"{budget_dir}: no finished runs; nothing written")

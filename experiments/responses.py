@@ -17,7 +17,8 @@ import src  # noqa: F401  (quiet TensorFlow start-up)
 from src import data as cifar
 from src.data import DataError
 from src.models import resnet
-from src.train import Checkpoint, make_optimizer, read_summary, write_responses
+from src.rundir import Checkpoint, read_summary
+from src.train import make_optimizer, write_responses
 
 
 def recompute(run_dir: Path) -> None:

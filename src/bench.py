@@ -27,8 +27,8 @@ import src  # noqa: F401  (quiet TensorFlow start-up)
 from src import data as cifar
 from src.models import resnet
 from src.run import compose
-from src.train import (Interval, hardware, make_optimizer, make_train_step, train, versions,
-                       write_text)
+from src.rundir import write_text
+from src.train import Interval, hardware, make_optimizer, make_train_step, train, versions
 
 
 def training_flops(model) -> float:

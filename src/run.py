@@ -3,6 +3,9 @@
 With `-m` (Hydra multirun) a failing run is reported and the sweep goes on; `src.sweep` lists
 the failures at the end.
 """
+import ctypes
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -13,9 +16,10 @@ from omegaconf import DictConfig, OmegaConf
 
 import src  # noqa: F401  (quiet TensorFlow start-up)
 from src.data import DataError
+from src.rundir import RunDirError
 from src.train import ConfigError, NumericalError, train
 
-EXPECTED = (ConfigError, DataError, NumericalError)
+EXPECTED = (ConfigError, DataError, NumericalError, RunDirError)
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
@@ -33,6 +37,17 @@ def compose(*overrides: str) -> DictConfig:
         return hydra.compose("config", overrides=list(overrides))
 
 
+def stop_with_the_sweep() -> None:
+    """A multirun started by src.sweep gets SIGTERM (checkpoint, then exit) when the sweep dies,
+    however it dies, rather than training on alone (Linux: prctl PR_SET_PDEATHSIG)."""
+    sweep = os.environ.get("SRC_SWEEP_PID")
+    if sweep is None or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    if os.getppid() != int(sweep):  # the sweep died before this process could ask
+        sys.exit(128 + signal.SIGTERM)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -48,4 +63,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    stop_with_the_sweep()
     main()

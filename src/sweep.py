@@ -9,6 +9,8 @@ the plan (runs, budget, estimated wall time from a measured step rate), runs eac
 multirun (finished runs are skipped, interrupted ones resume), then lists the runs that did not
 finish and exits non-zero if there are any.
 """
+import os
+import signal
 import subprocess
 import sys
 from itertools import product
@@ -16,7 +18,8 @@ from pathlib import Path
 
 from src.bench import bare_step
 from src.run import compose, run_name
-from src.train import ConfigError, check_config, config_changes, duration, read_summary
+from src.rundir import config_changes, holder, read_summary
+from src.train import ConfigError, check_config, duration
 
 DEFAULTS = {"budget": "paper", "seeds": "1", "launcher": "basic", "results_dir": "results"}
 GRID_KEYS = ("depth", "shortcut", "block")
@@ -95,9 +98,12 @@ def planned_runs(options, grids, passed):
 
 
 def status(cfg) -> tuple[str, int]:
-    """(status, iterations done) of a planned run, from its folder; "conflict" where the folder
-    holds a run with another config (the run will refuse to touch it)."""
+    """(status, iterations done) of a planned run, from its folder; "running elsewhere" where
+    another process holds the folder's lock; "conflict" where the folder holds a run with another
+    config (the run will refuse to touch it)."""
     summary = read_summary(cfg.run_dir)
+    if holder(cfg.run_dir):
+        return "running elsewhere", summary.get("iterations") or 0
     if not summary:
         return "new", 0
     if config_changes(cfg, cfg.run_dir):
@@ -134,12 +140,32 @@ def main(argv=sys.argv[1:]):
     runs = planned_runs(options, grids, passed)
     plan(runs)
     launcher = [] if options["launcher"] == "basic" else [f"hydra/launcher={options['launcher']}"]
+    # Ctrl-C or SIGTERM: passed on to the running multirun, whose run checkpoints and stops; the
+    # sweep waits for it and starts nothing more. The child stops too if the sweep dies (src.run).
+    stop, child = [], None
+
+    def pass_on(signum, _):
+        stop.append(signum)
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, pass_on)
+    env = {**os.environ, "SRC_SWEEP_PID": str(os.getpid())}
     for grid in grids:
+        if stop:
+            break
         seeds = ",".join(str(s) for s in range(grid["seeds"]))
-        subprocess.run([sys.executable, "-m", "src.run", "-m", f"seed={seeds}",
-                        f"budget={options['budget']}", f"depth={grid['depth']}",
-                        f"shortcut={grid['shortcut']}", f"block={grid['block']}",
-                        f"results_dir={options['results_dir']}", *launcher, *passed])
+        child = subprocess.Popen([sys.executable, "-m", "src.run", "-m", f"seed={seeds}",
+                                  f"budget={options['budget']}", f"depth={grid['depth']}",
+                                  f"shortcut={grid['shortcut']}", f"block={grid['block']}",
+                                  f"results_dir={options['results_dir']}", *launcher, *passed],
+                                 env=env)
+        child.wait()
+    if stop:
+        print(f"sweep stopped by signal {stop[0]}; the running run was checkpointed: run the same "
+              "command again to resume", file=sys.stderr)
+        return 128 + stop[0]
     failed = [(cfg, *status(cfg)) for cfg in runs if status(cfg)[0] != "finished"]
     for cfg, state, done in failed:
         print(f"not finished: {cfg.run_dir} ({state} at iteration {done})", file=sys.stderr)

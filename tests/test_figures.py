@@ -8,7 +8,7 @@ import pandas as pd
 from experiments.figures import main as figures
 from experiments.paper import RESNET_TEST_ERROR
 from src.run import run_name
-from src.train import COLUMNS
+from src.rundir import COLUMNS
 
 
 def fake_run(budget_dir, shortcut, depth, seed, final_train, final_test, status="finished",

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.train import COLUMNS
+from src.rundir import COLUMNS
 from tests.conftest import interrupt_after_first_row, metrics, run, start
 
 LOSSES_AND_ERRORS = ["train_loss", "train_error", "test_loss", "test_error"]

@@ -1,8 +1,14 @@
 """The sweep: its plan, resuming (finished runs skipped), and its account of failures."""
 import json
 import re
+import signal
+import time
+from pathlib import Path
 
-from tests.conftest import run
+import pytest
+
+from src.run import compose
+from tests.conftest import metrics, run, start
 
 
 def test_sweep_skips_finished_runs_reports_failures_and_exits_nonzero(tmp_path):
@@ -51,3 +57,68 @@ def test_the_quick_sweep_covers_figure_6_with_three_seeds_where_the_claims_are_m
     options, grids, passed = parse(["budget=quick", "seeds=2", "depth=20", "shortcut=identity"])
     assert [(g["depth"], g["shortcut"], g["block"], g["seeds"]) for g in grids] == [
         ("20", "identity", "original", 2)]
+
+
+def sweep_processes(root) -> list[str]:
+    """Command lines of the live processes working under `root` (the sweep's and its runs')."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if f"results_dir={root}" in cmdline and "src." in cmdline:
+            found.append(cmdline)
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_stopping_the_sweep_stops_its_runs_and_the_rerun_completes_the_curves(tmp_path, sig):
+    """SIGTERM: the sweep passes it on and waits; SIGKILL: the run gets SIGTERM from the kernel
+    as its parent dies. Either way no run trains on alone, and the rerun ends with whole curves."""
+    sweep = ["budget=smoke", "depth=20", "shortcut=none,identity", "train.iterations=60",
+             f"results_dir={tmp_path}"]
+    p = start(*sweep, module="src.sweep")
+    first = tmp_path / "smoke/runs/none-20-s0/metrics.csv"
+    deadline = time.time() + 300
+    while not first.exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=120)
+    if sig == signal.SIGTERM:
+        assert p.returncode == 128 + signal.SIGTERM, err
+        assert "sweep stopped by signal 15" in err
+    deadline = time.time() + 60
+    while sweep_processes(tmp_path) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not sweep_processes(tmp_path)
+    summary = json.loads((first.parent / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 10 <= summary["iterations"] < 60
+    assert not (tmp_path / "smoke/runs/identity-20-s0/summary.json").exists()  # never started
+
+    again = run(*sweep, module="src.sweep")
+    assert again.returncode == 0, again.stderr
+    for name in ("none-20-s0", "identity-20-s0"):
+        assert metrics(tmp_path / "smoke/runs" / name).iteration.tolist() == list(range(10, 70, 10))
+
+
+def test_a_run_folder_is_trained_by_one_process_at_a_time(smoke):
+    from src.rundir import holder
+    from src.sweep import status
+    overrides, run_dir = smoke
+    overrides = [*overrides, "train.iterations=60"]
+    first = start(*overrides)
+    deadline = time.time() + 300
+    while not (run_dir / "metrics.csv").exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    second = run(*overrides)
+    assert second.returncode == 2
+    assert second.stderr.strip().splitlines()[-1] == (
+        f"error: {run_dir} is being trained by process {first.pid}; wait for it to end or stop "
+        "it, then run the command again")
+    assert holder(run_dir) == str(first.pid)
+    assert status(compose(*overrides))[0] == "running elsewhere"
+    first.communicate(timeout=300)
+    assert first.returncode == 0
+    assert holder(run_dir) is None  # the kernel released it
+    assert metrics(run_dir).iteration.tolist() == list(range(10, 70, 10))
