@@ -217,7 +217,7 @@ def responses(model: keras.Model, batches) -> pd.DataFrame:
             picked.append(after[0] if after else layer)
     probe = keras.Model(model.inputs[0], [layer.output for layer in picked])
 
-    @tf.function
+    @tf.function(autograph=False)
     def moments(images):
         outputs = [tf.cast(o, tf.float32) for o in probe(images, training=False)]
         return [(tf.reduce_sum(o, [0, 1, 2]), tf.reduce_sum(o * o, [0, 1, 2]),

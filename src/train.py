@@ -248,7 +248,9 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
     train_step = make_train_step(model, optimizer, schedule, interval, t.warmup_until_error,
                                  t.jit_compile)
 
-    @tf.function(jit_compile=t.jit_compile)
+    # No Python control flow to convert; AutoGraph would also warn on the second run of a
+    # multirun, whose test_step closes over another model.
+    @tf.function(jit_compile=t.jit_compile, autograph=False)
     def test_step(images, labels):
         logits = model(images, training=False)
         loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(labels, logits, True))
