@@ -36,8 +36,8 @@ reproduce-cifar: setup ## the sweep (BUDGET, SEEDS, LAUNCHER), then the figures 
 		results_dir=$(RESULTS) $(ARGS); \
 	status=$$?; $(PY) -m experiments.figures $(RESULTS)/$(BUDGET) && exit $$status
 
-figures: setup ## figures and tables of every results/<budget>/ from its run folders
-	$(PY) -m experiments.figures $(patsubst %/runs,%,$(wildcard $(RESULTS)/*/runs))
+figures: setup ## figures and tables of every $(RESULTS)/<budget>/ from its run folders
+	$(PY) -m experiments.figures $(RESULTS)
 
 bench: setup ## images/s: bare step vs trainer vs input pipeline, precisions, XLA, FLOP/s
 	$(PY) -m src.bench $(ARGS)

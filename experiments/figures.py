@@ -1,7 +1,7 @@
 """Figures 1, 6 and 7 and Table 6 of the paper, the pre-activation comparison, and the claims,
 from run folders alone.
 
-    python -m experiments.figures [results/quick ...]
+    python -m experiments.figures [results/quick | results ...]
 
 Reads <budget folder>/runs/*/{metrics.csv,summary.json,responses.csv}; writes figure1.png,
 figure6.png, figure7.png, figure_preact.png, table6.md, table6.csv and README.md into each budget
@@ -356,10 +356,15 @@ def report(budget_dir: Path) -> bool:
 
 
 def main(argv=sys.argv[1:]):
-    folders = [Path(a) for a in argv] or sorted(p.parent for p in Path("results").glob("*/runs"))
-    if not folders:
-        print("no results/<budget>/runs folders yet: run `make reproduce-cifar` first")
-        return 1
+    """Each argument is a budget folder (holding runs/) or a root of them (default: results)."""
+    folders = []
+    for root in [Path(a) for a in argv] or [Path("results")]:
+        found = [root] if (root / "runs").is_dir() else sorted(p.parent for p in root.glob("*/runs"))
+        if not found:
+            print(f"error: no run folders in {root} (neither {root}/runs nor {root}/<budget>/runs): "
+                  "run `make reproduce-cifar` first", file=sys.stderr)
+            return 1
+        folders += found
     made = [report(folder) for folder in folders]
     return 0 if any(made) else 1
 

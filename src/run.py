@@ -48,6 +48,9 @@ def stop_with_the_sweep() -> None:
         sys.exit(128 + signal.SIGTERM)
 
 
+FAILED = []  # the runs of this process that failed (a multirun goes on past them)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -58,6 +61,7 @@ def main(cfg: DictConfig) -> None:
             raise
         print(f"error: {e}" if isinstance(e, EXPECTED) else f"error: {type(e).__name__}: {e}",
               file=sys.stderr, flush=True)
+        FAILED.append(cfg.run_dir)
         if not in_sweep:
             sys.exit(2)
 
@@ -65,3 +69,6 @@ def main(cfg: DictConfig) -> None:
 if __name__ == "__main__":
     stop_with_the_sweep()
     main()
+    if FAILED:  # a multirun whose runs (run in this process) failed
+        print(f"error: {len(FAILED)} run(s) failed: {', '.join(FAILED)}", file=sys.stderr)
+        sys.exit(2)

@@ -56,6 +56,9 @@ def check_config(cfg: DictConfig) -> None:
                        ("checkpoint.every", cfg.checkpoint.every)]:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{key}={value!r} is not allowed: it must be a positive whole number")
+    if not str(cfg.results_dir).strip():
+        raise ConfigError("results_dir='' is not allowed: name a folder (the default is "
+                          "results)")
     if t.iterations % cfg.log.test_every or cfg.log.test_every % cfg.log.every:
         raise ConfigError(f"log.every={cfg.log.every}, log.test_every={cfg.log.test_every} are not "
                           f"allowed: log.every must divide log.test_every, which must divide "

@@ -97,3 +97,11 @@ def test_no_runs_is_an_error_not_an_empty_figure(tmp_path):
     (tmp_path / "quick/runs").mkdir(parents=True)
     assert figures([str(tmp_path / "quick")]) == 1
     assert not (tmp_path / "quick/figure6.png").exists()
+
+
+def test_a_root_without_run_folders_is_an_error_not_a_redraw_of_results(tmp_path, capsys):
+    assert figures([str(tmp_path / "nonexistent")]) == 1
+    assert f"error: no run folders in {tmp_path}/nonexistent" in capsys.readouterr().err
+    fake_run(tmp_path / "quick", "identity", 20, 0, 35, 37)
+    assert figures([str(tmp_path)]) == 0  # a root: every <budget>/runs below it
+    assert (tmp_path / "quick/table6.md").exists()

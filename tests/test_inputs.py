@@ -107,3 +107,17 @@ def test_a_results_dir_that_is_a_file_is_named(tmp_path):
     result = run("budget=smoke", f"results_dir={blocker}")
     line = one_line_error(result)
     assert f"results_dir={blocker} cannot be written" in line
+
+
+def test_an_empty_results_dir_is_refused_not_the_filesystem_root(tmp_path):
+    result = run("budget=smoke", "results_dir=")
+    assert one_line_error(result) == ("error: results_dir='' is not allowed: name a folder (the "
+                                      "default is results)")
+    assert not Path("/smoke").exists()
+
+
+def test_a_multirun_whose_every_run_failed_exits_nonzero(tmp_path):
+    result = run("-m", "budget=smoke", "depth=21,27", f"results_dir={tmp_path}")
+    assert result.returncode == 2
+    assert result.stderr.count("is not allowed: depth must be 6n+2") == 2
+    assert "error: 2 run(s) failed" in result.stderr
