@@ -251,8 +251,10 @@ def claims(runs, responses) -> pd.DataFrame:
                      "difference": round(mw - mb, 2), "threshold": threshold, "verdict": verdict})
 
     def depths(net):
+        """Every pair of adjacent depths, and 20 vs 56; each pair once."""
         found = sorted(runs[runs.net == net].depth.unique())
-        return list(zip(found, found[1:])) + ([(20, 56)] if {20, 56} <= set(found) else [])
+        pairs = list(zip(found, found[1:])) + ([(20, 56)] if {20, 56} <= set(found) else [])
+        return list(dict.fromkeys(pairs))
 
     for a, b in depths("plain"):
         compare("(a) plain: training error rises with depth", runs, "train_error", f"plain-{a}",
@@ -286,9 +288,13 @@ def summary(judged, budget) -> list[str]:
     """One line per claim: in how many of its comparisons the rule finds it shown."""
     lines = []
     for claim, rows in (judged.groupby("claim", sort=False) if not judged.empty else []):
-        shown = (rows.verdict == "shown").sum()
-        word = "shown" if shown == len(rows) else "not shown" if shown == 0 else "partly shown"
-        lines.append(f"- {claim}: **{word}** ({shown} of {len(rows)} comparisons).")
+        decided = rows[~rows.verdict.str.startswith("not decided")]
+        shown = (decided.verdict == "shown").sum()
+        word = ("not decided yet" if decided.empty else "shown" if shown == len(decided)
+                else "not shown" if shown == 0 else "partly shown")
+        lines.append(f"- {claim}: **{word}** (shown in {shown} of {len(rows)} comparisons"
+                     + (f", {len(rows) - len(decided)} not decided: one seed on every side)."
+                        if len(decided) < len(rows) else ")."))
     if budget != "paper":
         lines.append("- (c) is the paper's Table 6, the result of the full 64k-iteration schedule; "
                      "whatever a shorter budget shows, the test of it is the paper budget on a "

@@ -78,6 +78,8 @@ def test_figures_table_and_claims_from_runs_with_seeds_and_missing_runs(tmp_path
     assert any("(e) Figure 7" in r and "plain-20 above ResNet-20" in r and "|shown|" in r
                for r in rows)
     assert not any("(b)" in r for r in rows)  # needs ResNet-56
+    assert ("- (a) plain: training error rises with depth: **partly shown** (shown in 2 of 3 "
+            "comparisons).") in readme
     assert "![figure6.png](figure6.png)" in readme and "![figure7.png](figure7.png)" in readme
 
 
