@@ -29,13 +29,18 @@ def run(*overrides, module="src.run", timeout=600):
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
-def interrupt_after_first_row(run_dir: Path, *overrides, sig=signal.SIGTERM):
-    """Start a run, wait until it has logged a row, send `sig`, return the finished process."""
-    p = start(*overrides)
-    csv = run_dir / "metrics.csv"
+def wait_for_first_row(run_dir: Path, p: subprocess.Popen) -> None:
+    """Until the run in `run_dir` has logged a row (or `p` ended, or 5 minutes passed)."""
     deadline = time.time() + 300
-    while not csv.exists() and p.poll() is None and time.time() < deadline:
+    while not (run_dir / "metrics.csv").exists() and p.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+
+
+def interrupt_after_first_row(run_dir: Path, *overrides, sig=signal.SIGTERM, module="src.run"):
+    """Start a run (or a sweep), wait until `run_dir` has logged a row, send `sig`, return the
+    finished process."""
+    p = start(*overrides, module=module)
+    wait_for_first_row(run_dir, p)
     p.send_signal(sig)
     out, err = p.communicate(timeout=120)
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from src.run import compose
-from tests.conftest import metrics, run, start
+from tests.conftest import (interrupt_after_first_row, metrics, run, start,
+                            wait_for_first_row)
 
 
 def test_sweep_skips_finished_runs_reports_failures_and_exits_nonzero(tmp_path):
@@ -78,21 +79,16 @@ def test_stopping_the_sweep_stops_its_runs_and_the_rerun_completes_the_curves(tm
     as its parent dies. Either way no run trains on alone, and the rerun ends with whole curves."""
     sweep = ["budget=smoke", "depth=20", "shortcut=none,identity", "train.iterations=60",
              f"results_dir={tmp_path}"]
-    p = start(*sweep, module="src.sweep")
-    first = tmp_path / "smoke/runs/none-20-s0/metrics.csv"
-    deadline = time.time() + 300
-    while not first.exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    p.send_signal(sig)
-    out, err = p.communicate(timeout=120)
+    first = tmp_path / "smoke/runs/none-20-s0"
+    stopped = interrupt_after_first_row(first, *sweep, sig=sig, module="src.sweep")
     if sig == signal.SIGTERM:
-        assert p.returncode == 128 + signal.SIGTERM, err
-        assert "sweep stopped by signal 15" in err
+        assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+        assert "sweep stopped by signal 15" in stopped.stderr
     deadline = time.time() + 60
     while sweep_processes(tmp_path) and time.time() < deadline:
         time.sleep(0.2)
     assert not sweep_processes(tmp_path)
-    summary = json.loads((first.parent / "summary.json").read_text())
+    summary = json.loads((first / "summary.json").read_text())
     assert summary["status"] == "interrupted" and 10 <= summary["iterations"] < 60
     assert not (tmp_path / "smoke/runs/identity-20-s0/summary.json").exists()  # never started
 
@@ -108,9 +104,7 @@ def test_a_run_folder_is_trained_by_one_process_at_a_time(smoke):
     overrides, run_dir = smoke
     overrides = [*overrides, "train.iterations=60"]
     first = start(*overrides)
-    deadline = time.time() + 300
-    while not (run_dir / "metrics.csv").exists() and first.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    wait_for_first_row(run_dir, first)
     second = run(*overrides)
     assert second.returncode == 2
     assert second.stderr.strip().splitlines()[-1] == (
