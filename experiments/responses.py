@@ -16,9 +16,8 @@ from omegaconf import OmegaConf
 import src  # noqa: F401  (quiet TensorFlow start-up)
 from src import data as cifar
 from src.data import DataError
-from src.models import resnet
 from src.rundir import Checkpoint, read_summary
-from src.train import make_optimizer, write_responses
+from src.train import build_model, make_optimizer, write_responses
 
 
 def recompute(run_dir: Path) -> None:
@@ -27,7 +26,7 @@ def recompute(run_dir: Path) -> None:
         raise SystemExit(f"error: {run_dir} holds no run with a checkpoint (summary.json and "
                          "checkpoint.npz): nothing to recompute")
     cfg = OmegaConf.create(config)
-    model = resnet(cfg.depth, cfg.shortcut, cfg.train.weight_decay, cfg.block, cfg.batch_norm)
+    model = build_model(cfg)
     optimizer, _ = make_optimizer(cfg)
     optimizer.build(model.trainable_variables)
     if Checkpoint(run_dir).load(model, optimizer) is None:

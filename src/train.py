@@ -82,6 +82,11 @@ def check_config(cfg: DictConfig) -> None:
                               "or null (all)")
 
 
+def build_model(cfg: DictConfig):
+    """The network a run's config describes."""
+    return resnet(cfg.depth, cfg.shortcut, cfg.train.weight_decay, cfg.block, cfg.batch_norm)
+
+
 def warmup_enabled(cfg: DictConfig) -> bool:
     """Paper section 4.2: only the 110-layer (and deeper) nets warm up at lr 0.01."""
     return cfg.depth >= 110 if cfg.train.warmup == "auto" else bool(cfg.train.warmup)
@@ -245,7 +250,7 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
     data = cifar.load(cfg.data.dir, cfg.data.download, cfg.data.train_examples,
                       cfg.data.test_examples, cfg.data.validation)
 
-    model = resnet(cfg.depth, cfg.shortcut, t.weight_decay, cfg.block, cfg.batch_norm)
+    model = build_model(cfg)
     optimizer, schedule = make_optimizer(cfg)
     interval = Interval()
     train_step = make_train_step(model, optimizer, schedule, interval, t.warmup_until_error,
