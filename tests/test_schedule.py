@@ -7,7 +7,8 @@ import tensorflow as tf
 import src  # noqa: F401
 from src.models import resnet
 from src.run import compose
-from src.train import Interval, PaperSchedule, make_optimizer, make_train_step, warmup_enabled
+from src.train import (WARMUP_WINDOW, Interval, PaperSchedule, make_optimizer, make_train_step,
+                       warmup_enabled)
 
 
 @pytest.mark.parametrize("step, lr", [(0, 0.1), (31_999, 0.1), (32_000, 0.01), (47_999, 0.01),
@@ -43,15 +44,37 @@ def test_warm_up_is_on_for_110_layers_and_up_unless_forced(depth, warmup, expect
     assert warmup_enabled(compose(f"depth={depth}", f"train.warmup={warmup}")) is expected
 
 
-def test_warm_up_ends_in_a_real_run_when_training_error_drops_below_80(smoke):
+def test_warm_up_ends_in_a_real_run_after_a_full_window_below_the_threshold(smoke):
+    """At 0.01 a ResNet-20 is below 95% (chance is 90%) from the start: the warm-up still lasts
+    until WARMUP_WINDOW batches have been seen, then the lr is 0.1 and stays there."""
     from tests.conftest import metrics, run
     overrides, run_dir = smoke
-    result = run(*overrides, "train.warmup=true", "train.iterations=40",
-                 "budget.log_every=20", "budget.test_every=20")
+    result = run(*overrides, "train.warmup=true", "train.warmup_until_error=95",
+                 "train.iterations=60", "train.milestones=[0.999]", "budget.log_every=20",
+                 "budget.test_every=60")
     assert result.returncode == 0, result.stderr
-    assert "warm-up over at iteration" in result.stdout
-    rows = metrics(run_dir)
-    assert rows.lr.iloc[0] in (0.01, 0.1)  # 0.01 if the 20th step was still warming up
+    assert f"warm-up over at iteration {WARMUP_WINDOW}:" in result.stdout
+    assert list(metrics(run_dir).lr) == [0.01, 0.01, 0.1]  # the lr of each row's last step
+
+
+def test_warm_up_needs_the_whole_window_below_the_threshold_not_one_batch():
+    model = resnet(8)
+    optimizer, schedule = make_optimizer(compose("depth=8", "train.warmup=true"))
+    images, labels = tf.random.normal((8, 32, 32, 3)), tf.range(8) % 10
+    interval = Interval()
+    never = make_train_step(model, optimizer, schedule, interval, warmup_until_error=80)
+    interval.restore({"recent_errors": [100.0] * WARMUP_WINDOW})
+    optimizer.iterations.assign(500)
+    never(images, labels)  # one batch, whatever its error, cannot bring the mean below 98%
+    assert bool(schedule.warming_up.numpy()) and interval.read()["warmup_ended_at"] == 0
+
+    optimizer.iterations.assign(0)
+    always = make_train_step(model, optimizer, schedule, Interval(), warmup_until_error=100.5)
+    for _ in range(WARMUP_WINDOW - 1):
+        always(images, labels)
+    assert bool(schedule.warming_up.numpy())  # every batch was below 100.5%, the window not full
+    always(images, labels)
+    assert not bool(schedule.warming_up.numpy())
 
 
 @pytest.mark.parametrize("weight_decay", [1e-4, 5e-4])
