@@ -7,7 +7,7 @@ PY         := $(VENV)/bin/python
 TENSORFLOW ?= tensorflow-cpu==2.21.0## on a GPU machine: make setup TENSORFLOW='tensorflow[and-cuda]==2.21.0'
 BUDGET     ?= paper## paper | quick | smoke
 SEEDS      ?= 1## seeds per configuration
-LAUNCHER   ?= basic## basic (one run after another) | joblib | submitit_local | submitit_slurm
+LAUNCHER   ?= basic## basic (one run after another) | joblib | submitit_local | slurm (conf/hydra/launcher/slurm.yaml)
 RESULTS    ?= results## the root of all run folders, figures and tables
 ARGS       ?=## more run overrides, e.g. ARGS='depth=20,56 data.dir=/data/tfds'
 

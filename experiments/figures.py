@@ -33,8 +33,14 @@ SHOWN_AT = 2
 def load_runs(budget_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """(curves: a row per run and logged iteration; runs: a row per run, from summary.json;
     responses: a row per run and 3x3 layer, from responses.csv where the run has one)."""
+    from src.rundir import damage  # one rule for what is damaged: the runs' own
     curves, runs, responses = [], [], []
     for summary_path in sorted(budget_dir.glob("runs/*/summary.json")):
+        problem = damage(summary_path.parent)
+        if problem:
+            print(f"warning: skipped {summary_path.parent.name}: damaged ({problem}); rerun it "
+                  "to repair it", file=sys.stderr)
+            continue
         summary = json.loads(summary_path.read_text())
         metrics = summary_path.with_name("metrics.csv")
         if summary.get("status") != "finished" or not metrics.exists():

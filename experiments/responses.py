@@ -29,7 +29,7 @@ def recompute(run_dir: Path) -> None:
     model = build_model(cfg)
     optimizer, _ = make_optimizer(cfg)
     optimizer.build(model.trainable_variables)
-    if Checkpoint(run_dir).load(model, optimizer) is None:
+    if Checkpoint(run_dir, cfg).load(model, optimizer) is None:
         raise SystemExit(f"error: no usable checkpoint in {run_dir}")
     data_dir = os.environ.get("TFDS_DATA_DIR", cfg.data.dir)
     download = os.environ.get("TFDS_DOWNLOAD", str(cfg.data.download)).lower() == "true"

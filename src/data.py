@@ -15,7 +15,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 PAD = 4  # pixels of zero padding before the random 32x32 crop (paper section 4.2)
-TRAIN_SIZE, VALIDATION_SIZE = 50_000, 5_000  # the paper's 45k/5k split for choosing hyper-parameters
+TRAIN_SIZE, TEST_SIZE = 50_000, 10_000
+VALIDATION_SIZE = 5_000  # the paper's 45k/5k split of train, for choosing hyper-parameters
 
 
 class DataError(Exception):
@@ -79,8 +80,6 @@ def load(data_dir=None, download=True, train_examples=None, test_examples=None,
 def train_batches(data: Cifar10, batch_size: int, seed: int, start_iteration: int = 0):
     """An endless stream of (iteration, images, labels) from `start_iteration` on."""
     n = len(data.train_labels)
-    if n < batch_size:
-        raise DataError(f"data.train_examples={n} is smaller than train.batch_size={batch_size}")
     images, labels = tf.constant(data.train_images), tf.constant(data.train_labels)
     mean = tf.constant(data.mean)
 

@@ -15,9 +15,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import src  # noqa: F401  (quiet TensorFlow start-up)
+from src.config import ConfigError  # also registers the schema that conf/config.yaml names
 from src.data import DataError
 from src.rundir import RunDirError
-from src.train import ConfigError, NumericalError, train
+from src.slurm import poll_with_squeue
+from src.train import NumericalError, train
 
 EXPECTED = (ConfigError, DataError, NumericalError, RunDirError)
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -68,6 +70,7 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     stop_with_the_sweep()
+    poll_with_squeue()  # for the Slurm launcher: no sacct noise where the cluster has no accounting
     main()
     if FAILED:  # a multirun whose runs (run in this process) failed
         print(f"error: {len(FAILED)} run(s) failed: {', '.join(FAILED)}", file=sys.stderr)

@@ -75,10 +75,14 @@ def write_atomic(path: Path, write) -> None:
     """`write(file)` to a temporary file, then rename it over `path`: a kill at any moment leaves
     the old or the new version whole, never a torn one."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(tmp, "w") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:  # e.g. a full disk: no half-written file is left behind
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
@@ -92,17 +96,20 @@ def write_json(path: Path, obj) -> None:
 
 class Checkpoint:
     """`checkpoint.npz` (last) and `checkpoint.prev.npz` (the one before), each complete, with
-    every variable of the model and the optimizer keyed by its path ("stem_bn/moving_mean").
+    every variable of the model and the optimizer keyed by its path ("stem_bn/moving_mean"), the
+    loop's state, and the fingerprint of the run's config (`comparable`).
 
-    Which checkpoint wins on resume: 1. the last one if it loads and holds exactly this network's
-    and optimizer's variables; 2. else the previous one, the unusable last one being kept aside as
-    checkpoint.corrupt-<time>.npz (checkpoint.prev.corrupt-<time>.npz for the previous one);
-    3. else a fresh start.
+    Which checkpoint wins on resume: 1. the last one if it loads, holds exactly this network's and
+    optimizer's variables and carries this run's fingerprint; 2. else the previous one, the
+    unusable last one being kept aside as checkpoint.corrupt-<time>.npz
+    (checkpoint.prev.corrupt-<time>.npz for the previous one); 3. else a fresh start.
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, cfg: DictConfig | None = None):
         self.last = run_dir / "checkpoint.npz"
         self.prev = run_dir / "checkpoint.prev.npz"
+        self.fingerprint = None if cfg is None else json.loads(
+            json.dumps(comparable(cfg), default=str, sort_keys=True))
 
     def exists(self) -> bool:
         return self.last.exists() or self.prev.exists()
@@ -117,11 +124,16 @@ class Checkpoint:
     def save(self, model, optimizer, state: dict) -> None:
         arrays = {k: v.numpy() for k, v in self.variables(model, optimizer).items()}
         arrays["state"] = np.array(json.dumps(state))
+        arrays["fingerprint"] = np.array(json.dumps(self.fingerprint, sort_keys=True))
         tmp = self.last.with_name(f".{self.last.name}.tmp{os.getpid()}")
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:  # e.g. a full disk: no half-written file is left behind
+            tmp.unlink(missing_ok=True)
+            raise
         # The old last becomes prev before the new one takes its place: at every moment at least
         # one complete checkpoint exists, and load() falls back to prev if last is missing.
         if self.last.exists():
@@ -138,30 +150,56 @@ class Checkpoint:
                 with np.load(path) as f:
                     state = json.loads(str(f["state"]))
                     values = {k: f[k] for k in named if k in f.files}
+                    fingerprint = json.loads(str(f["fingerprint"])) if "fingerprint" in f else None
             except Exception as e:  # a torn or corrupted zip fails in many ways
                 reason = f"damaged: {type(e).__name__}"
             else:
                 missing = [k for k in named if k not in values]
                 reshaped = [k for k in values if values[k].shape != tuple(named[k].shape)]
-                if not missing and not reshaped:
+                other = [k for k in sorted((fingerprint or {}).keys() | self.fingerprint.keys())
+                         if (fingerprint or {}).get(k) != self.fingerprint.get(k)]
+                if missing or reshaped:
+                    reason = (f"it has no {missing[0]}" if missing else f"its {reshaped[0]} has "
+                              f"shape {values[reshaped[0]].shape}") + \
+                        ": written for another network or by an older version"
+                elif fingerprint is None:
+                    reason = "it has no config fingerprint: written by an older version"
+                elif other:
+                    reason = (f"written for another config: {other[0]}="
+                              f"{fingerprint.get(other[0])!r}, this run has "
+                              f"{self.fingerprint.get(other[0])!r}")
+                else:
                     for k, variable in named.items():
                         variable.assign(values[k])
                     return state
-                reason = (f"it has no {missing[0]}" if missing else f"its {reshaped[0]} has "
-                          f"shape {values[reshaped[0]].shape}") + \
-                    ": written for another network or by an older version"
-            aside = path.with_name(f"{path.stem}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}.npz")
-            os.replace(path, aside)
+            aside = set_aside(path)
             print(f"warning: {path.name} cannot be used ({reason}); kept as {aside.name}, "
                   "falling back to the previous checkpoint", file=sys.stderr)
         return None
 
 
+def parse_rows(path: Path) -> tuple[list[dict], str | None]:
+    """The whole rows of a metrics.csv, up to the first that is not, and what was wrong with the
+    file (None if nothing). A row is whole when every column but the test ones is a number."""
+    if not path.exists():
+        return [], None
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
+        return [], "it cannot be parsed as CSV"
+    if list(frame.columns) != COLUMNS:
+        return [], f"its header is not {','.join(COLUMNS)}"
+    numbers = frame.apply(pd.to_numeric, errors="coerce")
+    whole = numbers.drop(columns=["test_loss", "test_error"]).notna().all(axis=1)
+    whole &= numbers.iteration.diff().fillna(1) > 0  # iterations increase
+    good = int(whole.cummin().sum())
+    rows = numbers.iloc[:good].astype({"iteration": int}).to_dict("records")
+    return rows, (None if good == len(frame) else f"row {good + 1} of {len(frame)} is not whole")
+
+
 def read_rows(path: Path, up_to_iteration: int) -> list[dict]:
     """The logged rows up to a checkpoint's iteration: later ones belong to lost work."""
-    if not path.exists():
-        return []
-    rows = pd.read_csv(path).to_dict("records")
+    rows, _ = parse_rows(path)  # prepare() has set a damaged file aside and kept its whole rows
     kept = [r for r in rows if r["iteration"] <= up_to_iteration]
     if len(kept) < len(rows):
         print(f"warning: {len(rows) - len(kept)} rows of {path.name} after iteration "
@@ -179,14 +217,73 @@ def comparable(cfg: DictConfig) -> dict:
     return {k: v for k, v in flat.to_dict().items() if k not in RESUMABLE_KEYS}
 
 
+class DamagedFile(Exception):
+    """A run folder's summary.json or metrics.csv cannot be read."""
+
+
 def read_summary(run_dir: Path) -> dict:
+    """The run's summary.json ({} if it has none); DamagedFile if it is torn or not a summary."""
     path = Path(run_dir) / "summary.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        summary = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        raise DamagedFile(f"{path.name} is not valid JSON") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
+        raise DamagedFile(f"{path.name} holds no run config")
+    return summary
+
+
+def damage(run_dir: Path) -> str | None:
+    """What is damaged in a run folder (summary.json or metrics.csv), or None."""
+    try:
+        read_summary(run_dir)
+    except DamagedFile as e:
+        return str(e)
+    problem = parse_rows(Path(run_dir) / "metrics.csv")[1]
+    return f"metrics.csv: {problem}" if problem else None
+
+
+def set_aside(path: Path) -> Path:
+    """Rename a file that cannot be used to <name>.corrupt-<time><suffix>, beside it."""
+    aside = path.with_name(f"{path.stem}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+    os.replace(path, aside)
+    return aside
+
+
+def repair(run_dir: Path) -> None:
+    """Set a damaged summary.json or metrics.csv aside, keeping the whole rows of the CSV; the
+    run then rebuilds the rest (its summary, the rows after its checkpoint)."""
+    try:
+        read_summary(run_dir)
+    except DamagedFile as e:
+        aside = set_aside(run_dir / "summary.json")
+        print(f"warning: {run_dir}/{e}; kept as {aside.name}, a new one will be written",
+              file=sys.stderr)
+    rows, problem = parse_rows(run_dir / "metrics.csv")
+    if problem:
+        aside = set_aside(run_dir / "metrics.csv")
+        write_rows(run_dir / "metrics.csv", rows)
+        print(f"warning: {run_dir}/metrics.csv is damaged ({problem}); kept as {aside.name}, "
+              f"its {len(rows)} whole rows kept", file=sys.stderr)
+
+
+def saved_config(run_dir: Path) -> dict | None:
+    """The config that pins a run folder: the one of a run that has made progress (rows or a
+    checkpoint), from its summary or else its .hydra/config.yaml. A run that failed before its
+    first checkpoint or row pins nothing, so the corrected command may take the folder."""
+    if not ((run_dir / "metrics.csv").exists() or Checkpoint(run_dir).exists()):
+        return None
+    saved = read_summary(run_dir).get("config")
+    if saved is None and (run_dir / ".hydra/config.yaml").exists():
+        saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra/config.yaml"))
+    return saved
 
 
 def config_changes(cfg: DictConfig, run_dir: Path) -> dict[str, tuple]:
     """{key: (saved, asked)} where the run already in `run_dir` (if any) differs from `cfg`."""
-    saved = read_summary(run_dir).get("config")
+    saved = saved_config(Path(run_dir))
     if saved is None:
         return {}
     before, now = comparable(OmegaConf.create(saved)), comparable(cfg)
@@ -197,6 +294,7 @@ def config_changes(cfg: DictConfig, run_dir: Path) -> dict[str, tuple]:
 def prepare(cfg: DictConfig, run_dir: Path) -> dict | None:
     """Check that the folder can hold this run (the caller holds its lock); return its finished
     summary if it is done."""
+    repair(run_dir)
     changes = config_changes(cfg, run_dir)
     if changes and not cfg.overwrite:
         shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in list(changes.items())[:3])

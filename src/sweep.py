@@ -16,10 +16,14 @@ import sys
 from itertools import product
 from pathlib import Path
 
+from hydra.errors import HydraException, OverrideParseException
+from omegaconf.errors import OmegaConfBaseException
+
 from src.bench import bare_step
-from src.run import compose, run_name
-from src.rundir import config_changes, holder, read_summary
-from src.train import ConfigError, check_config, duration
+from src.run import CONF, compose, run_name
+from src.config import ConfigError, check_config
+from src.rundir import config_changes, damage, holder, read_summary
+from src.train import duration
 
 DEFAULTS = {"budget": "paper", "seeds": "1", "launcher": "basic", "results_dir": "results"}
 GRID_KEYS = ("depth", "shortcut", "block")
@@ -38,7 +42,7 @@ GRIDS = {
               {"depth": "20,56", **PLAIN_AND_RESNET, "seeds": 3}],
     "smoke": [{"depth": "20,56", **PLAIN_AND_RESNET}],
 }
-LAUNCHERS = ("basic", "joblib", "submitit_local", "submitit_slurm")
+LAUNCHERS = ("basic", "joblib", "submitit_local", "slurm")
 EVAL_COST = 1 / 3  # a test image costs about a third of a training image (forward only)
 
 
@@ -59,6 +63,10 @@ def parse(argv):
     if options["launcher"] not in LAUNCHERS:
         raise SystemExit(f"error: launcher={options['launcher']!r} is not allowed: choose one of "
                          f"{', '.join(LAUNCHERS)}")
+    budgets = sorted(p.stem for p in (CONF / "budget").glob("*.yaml"))
+    if options["budget"] not in budgets:
+        raise SystemExit(f"error: budget={options['budget']!r} is not allowed: choose one of "
+                         f"{', '.join(budgets)}")
     if not options["seeds"].isdigit() or int(options["seeds"]) < 1:
         raise SystemExit(f"error: seeds={options['seeds']!r} is not allowed: a whole number >= 1")
     grids = GRIDS.get(options["budget"], GRIDS["paper"])
@@ -81,26 +89,44 @@ def run_names(budget: str) -> list[str]:
     return list(names)
 
 
+def hydra_message(e: Exception, overrides) -> str:
+    """Hydra's or OmegaConf's own words for a bad override, on one line."""
+    lines = [line.strip() for part in (e, e.__cause__) if part for line in str(part).splitlines()
+             if line.strip() and not line.strip().startswith("See https")]
+    if isinstance(e, OverrideParseException):
+        lines.insert(0, f"cannot parse the overrides {' '.join(overrides)}")
+    return ": ".join(lines[:2])
+
+
+def launcher(options) -> list[str]:
+    return [] if options["launcher"] == "basic" else [f"hydra/launcher={options['launcher']}"]
+
+
 def planned_runs(options, grids, passed):
     """The resolved config of every planned run, once each (this also validates every value)."""
     runs = {}
     for grid in grids:
         for depth, shortcut, block, seed in expand(grid):
-            cfg = compose(f"budget={options['budget']}", f"depth={depth}", f"shortcut={shortcut}",
-                          f"block={block}", f"seed={seed}",
-                          f"results_dir={options['results_dir']}", *passed)
             try:
+                cfg = compose(f"budget={options['budget']}", f"depth={depth}",
+                              f"shortcut={shortcut}", f"block={block}", f"seed={seed}",
+                              f"results_dir={options['results_dir']}", *launcher(options),
+                              *passed)
                 check_config(cfg)
             except ConfigError as e:
                 raise SystemExit(f"error: {e}") from None
+            except (HydraException, OmegaConfBaseException) as e:  # a type, key or syntax error
+                raise SystemExit(f"error: {hydra_message(e, passed)}") from None
             runs.setdefault(cfg.run_dir, cfg)
     return list(runs.values())
 
 
 def status(cfg) -> tuple[str, int]:
     """(status, iterations done) of a planned run, from its folder; "running elsewhere" where
-    another process holds the folder's lock; "conflict" where the folder holds a run with another
-    config (the run will refuse to touch it)."""
+    another process holds the folder's lock; "damaged" where its summary or metrics cannot be read;
+    "conflict" where the folder holds a run with another config (the run will refuse it)."""
+    if damage(cfg.run_dir):  # the run repairs what it can when it starts
+        return ("running elsewhere" if holder(cfg.run_dir) else "damaged"), 0
     summary = read_summary(cfg.run_dir)
     if holder(cfg.run_dir):
         return "running elsewhere", summary.get("iterations") or 0
@@ -139,7 +165,6 @@ def main(argv=sys.argv[1:]):
     options, grids, passed = parse(argv)
     runs = planned_runs(options, grids, passed)
     plan(runs)
-    launcher = [] if options["launcher"] == "basic" else [f"hydra/launcher={options['launcher']}"]
     # Ctrl-C or SIGTERM: passed on to the running multirun, whose run checkpoints and stops; the
     # sweep waits for it and starts nothing more. The child stops too if the sweep dies (src.run).
     stop, child = [], None
@@ -159,7 +184,8 @@ def main(argv=sys.argv[1:]):
         child = subprocess.Popen([sys.executable, "-m", "src.run", "-m", f"seed={seeds}",
                                   f"budget={options['budget']}", f"depth={grid['depth']}",
                                   f"shortcut={grid['shortcut']}", f"block={grid['block']}",
-                                  f"results_dir={options['results_dir']}", *launcher, *passed],
+                                  f"results_dir={options['results_dir']}", *launcher(options),
+                                  *passed],
                                  env=env)
         child.wait()
     if stop:

@@ -4,9 +4,12 @@ A short custom loop around Keras' model, optimizer, schedule and loss, rather th
 must be checkpointable at any iteration (SIGTERM before preemption), including the half-finished
 logging interval, and resume to the same CSV it would have written uninterrupted.
 """
+import contextlib
+import errno
 import math
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,11 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from src import data as cifar
 from src import rundir
-from src.models import (BATCH_NORMS, BLOCKS, SHORTCUTS, blocks_per_stage, check_choice, resnet,
-                        responses, trainable_parameters)
+from src.config import check_config
+from src.models import resnet, responses, trainable_parameters
 from src.rundir import Checkpoint, read_rows, write_atomic, write_json, write_rows
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # The warm-up (paper 4.2, 110 layers) ends once the training error, averaged over this many
 # batches (6,400 images at batch 128: about +-0.5 points of noise), is below
 # train.warmup_until_error. One batch alone is too noisy: at 80% its error has a std of 3.5 points,
@@ -36,57 +38,11 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 WARMUP_WINDOW = 50
 
 
-class ConfigError(Exception):
-    """A value the user gave is not allowed; the message names it and what is."""
-
-
 class NumericalError(Exception):
     """The loss became NaN or infinite."""
 
 
 # --- configuration -------------------------------------------------------------------------
-
-def check_config(cfg: DictConfig) -> None:
-    """Every user-facing value, checked before anything is built or written."""
-    try:
-        blocks_per_stage(cfg.depth)
-        check_choice("shortcut", cfg.shortcut, SHORTCUTS)
-        check_choice("block", cfg.block, tuple(BLOCKS))
-        check_choice("batch_norm", cfg.batch_norm, BATCH_NORMS)
-        check_choice("train.precision", cfg.train.precision, PRECISIONS)
-    except ValueError as e:
-        raise ConfigError(str(e)) from None
-    t = cfg.train
-    for key, value in [("train.batch_size", t.batch_size), ("train.iterations", t.iterations),
-                       ("log.every", cfg.log.every), ("log.test_every", cfg.log.test_every),
-                       ("checkpoint.every", cfg.checkpoint.every)]:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{key}={value!r} is not allowed: it must be a positive whole number")
-    if not str(cfg.results_dir).strip():
-        raise ConfigError("results_dir='' is not allowed: name a folder (the default is "
-                          "results)")
-    if t.iterations % cfg.log.test_every or cfg.log.test_every % cfg.log.every:
-        raise ConfigError(f"log.every={cfg.log.every}, log.test_every={cfg.log.test_every} are not "
-                          f"allowed: log.every must divide log.test_every, which must divide "
-                          f"train.iterations={t.iterations}")
-    for key in ("lr", "warmup_lr", "momentum", "weight_decay"):
-        value = t[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (
-                key.endswith("lr") and value == 0):
-            raise ConfigError(f"train.{key}={value!r} is not allowed: it must be a "
-                              f"{'positive' if key.endswith('lr') else 'non-negative'} number")
-    if list(t.milestones) != sorted(t.milestones) or not all(0 < m < 1 for m in t.milestones):
-        raise ConfigError(f"train.milestones={list(t.milestones)} is not allowed: increasing "
-                          "fractions of train.iterations between 0 and 1")
-    if t.warmup not in ("auto", True, False):
-        raise ConfigError(f"train.warmup={t.warmup!r} is not allowed: auto, true or false")
-    for key in ("train_examples", "test_examples"):
-        value = cfg.data[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value <= 0):
-            raise ConfigError(f"data.{key}={value!r} is not allowed: a positive whole number "
-                              "or null (all)")
-
 
 def build_model(cfg: DictConfig):
     """The network a run's config describes."""
@@ -249,7 +205,16 @@ def train(cfg: DictConfig) -> dict:
     check_config(cfg)
     run_dir = Path(cfg.run_dir)
     with rundir.lock(cfg, run_dir):
-        return train_locked(cfg, run_dir)
+        try:
+            return train_locked(cfg, run_dir)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            free = shutil.disk_usage(run_dir).free
+            raise rundir.RunDirError(
+                f"no space left on the device of {run_dir} ({free / 2**20:.1f} MiB free): free "
+                "some space, then run the same command again to resume from the last checkpoint"
+            ) from None
 
 
 def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
@@ -292,11 +257,13 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
         return float(loss) / n, 100 * float(wrong) / n
 
     # The interval's sums are part of the state, so a checkpoint may fall mid-interval.
-    checkpoint = Checkpoint(run_dir)
+    checkpoint = Checkpoint(run_dir, cfg)
     loaded = checkpoint.load(model, optimizer)  # optimizer.iterations included
     state = loaded or {"iteration": 0, "warming_up": warmup_enabled(cfg),
                        "interval_seconds": 0.0, "seconds": 0.0}
     iteration = state["iteration"]
+    if loaded:  # every resume (after Ctrl-C, a kill, a requeue), kept in the checkpoints
+        state["resumed_at"] = [*state.get("resumed_at", []), iteration]
     saved_at = iteration if loaded else None
     schedule.warming_up.assign(state["warming_up"])
     interval.restore(state)
@@ -306,6 +273,10 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
           f"{t.iterations} iterations of {t.batch_size} images ({cfg.budget.name} budget) "
           f"-> {run_dir}" + (f", resuming at iteration {iteration}" if iteration else ""),
           flush=True)
+    if "SLURM_CPUS_PER_TASK" in os.environ:  # set by src/__init__.py from the job's CPUs
+        print(f"threads: {tf.config.threading.get_intra_op_parallelism_threads()} intra-op, "
+              f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op "
+              f"(SLURM_CPUS_PER_TASK={os.environ['SLURM_CPUS_PER_TASK']})", flush=True)
 
     summary = {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True),
                "parameters": parameters, "hardware": hardware(),
@@ -315,6 +286,7 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
         last = rows[-1] if rows else {}
         summary.update(status=status, iterations=iteration,
                        train_error=last.get("train_error"), test_error=last.get("test_error"),
+                       resumed_at=state.get("resumed_at", []),
                        wall_seconds=state["seconds"],
                        updated=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
         write_json(run_dir / "summary.json", summary)
@@ -337,9 +309,12 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
                   f"last {WARMUP_WINDOW} batches below {t.warmup_until_error}%, lr back to {t.lr}")
         return sums
 
-    stop = []  # Ctrl-C / SIGTERM: finish the step, checkpoint, exit (signals reach main only)
+    # Ctrl-C, SIGTERM, or the signal Slurm sends before a time limit or preemption (submitit's,
+    # USR2 unless SUBMITIT_PREEMPT_SIGNAL says otherwise): finish the step, checkpoint, exit.
+    # Signals reach the main thread only.
+    stop = []
     handlers = {s: signal.signal(s, lambda signum, _: stop.append(signum))
-                for s in (signal.SIGTERM, signal.SIGINT)
+                for s in (signal.SIGTERM, signal.SIGINT, preemption_signal())
                 if threading.current_thread() is threading.main_thread()}
     try:
         save_summary("running")
@@ -395,16 +370,29 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
             if stop:
                 save_summary("interrupted")
                 print(f"stopped by signal {stop[0]} at iteration {iteration}; "
-                      "run the same command again to resume", file=sys.stderr)
+                      "run the same command again to resume", file=sys.stderr, flush=True)
+                if stop[0] == preemption_signal() and callable(handlers.get(stop[0])):
+                    handlers[stop[0]](stop[0], None)  # submitit's: requeue this job, then exit
                 sys.exit(128 + stop[0])
         write_responses(run_dir, model, test_batches)
         save_summary("finished")
         print(f"finished: train error {summary['train_error']:.2f}%, test error "
               f"{summary['test_error']:.2f}% after {duration(state['seconds'])}")
+    except OSError as e:
+        if e.errno == errno.ENOSPC:  # a small summary may still fit where a checkpoint did not
+            with contextlib.suppress(OSError):
+                save_summary("interrupted")
+        raise
     finally:
         for s, h in handlers.items():
             signal.signal(s, h)
     return summary
+
+
+def preemption_signal() -> signal.Signals:
+    """The signal a Slurm job gets before its time limit or preemption: submitit asks Slurm for
+    USR2 (or SUBMITIT_PREEMPT_SIGNAL) and requeues the job when it arrives."""
+    return signal.Signals["SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")]
 
 
 def progress(iteration: int, iterations: int, seconds: float) -> str:

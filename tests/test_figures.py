@@ -107,3 +107,25 @@ def test_a_root_without_run_folders_is_an_error_not_a_redraw_of_results(tmp_path
     fake_run(tmp_path / "quick", "identity", 20, 0, 35, 37)
     assert figures([str(tmp_path)]) == 0  # a root: every <budget>/runs below it
     assert (tmp_path / "quick/table6.md").exists()
+
+
+def test_a_damaged_run_is_skipped_with_a_warning_and_the_rest_drawn(tmp_path, capsys):
+    budget = tmp_path / "quick"
+    for shortcut in ("none", "identity"):
+        for depth in (20, 56):
+            fake_run(budget, shortcut, depth, 0, 10 + depth / 10, 12 + depth / 10)
+    (budget / "runs/none-56-s0/summary.json").write_text('{"status": "fini')  # torn
+    (budget / "runs/identity-56-s0/metrics.csv").write_text("")
+    assert figures([str(budget)]) == 0
+    err = capsys.readouterr().err
+    assert "skipped none-56-s0: damaged (summary.json is not valid JSON)" in err
+    assert "skipped identity-56-s0: damaged (metrics.csv: it cannot be parsed as CSV)" in err
+    assert (budget / "figure6.png").exists()
+    assert "none-56-s0" in (budget / "README.md").read_text().split("still to run:")[1]
+
+
+def test_a_budget_of_projection_runs_only_gets_its_runs_listed(tmp_path, capsys):
+    budget = tmp_path / "quick"
+    fake_run(budget, "projection", 20, 0, 10, 12)
+    assert figures([str(budget)]) == 0
+    assert "ResNet-B-20" in (budget / "README.md").read_text()

@@ -1,13 +1,18 @@
 """Every mistake a user can type ends in one clear line and a non-zero exit, never a traceback."""
 import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
+from hydra.errors import ConfigCompositionException
 
 from src.run import compose
-from src.train import ConfigError, check_config
-from tests.conftest import DATA_DIR, run
+from src.config import ConfigError, check_config
+from tests.conftest import ROOT, run, run_env
 
 
 @pytest.mark.parametrize("budget", ["paper", "quick", "smoke"])
@@ -18,10 +23,22 @@ def test_every_budget_composes_and_validates(budget):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.batch_size=0", "train.batch_size=0 is not allowed: it must be a positive whole number"),
+    ("train.batch_size=0", "train.batch_size=0 is not allowed: a whole number from 1 to"),
     ("train.iterations=-5", "train.iterations=-5 is not allowed"),
-    ("train.lr=0", "train.lr=0 is not allowed: it must be a positive number"),
-    ("train.momentum=-0.9", "train.momentum=-0.9 is not allowed: it must be a non-negative"),
+    ("train.iterations=99999999999", "train.iterations=99999999999 is not allowed"),
+    ("train.lr=0", "train.lr=0.0 is not allowed: a finite number > 0"),
+    ("train.lr=inf", "train.lr=inf is not allowed: a finite number > 0"),
+    ("train.weight_decay=nan", "train.weight_decay=nan is not allowed: a finite number >= 0"),
+    ("train.momentum=-0.9", "train.momentum=-0.9 is not allowed: a number in [0, 1)"),
+    ("train.momentum=1.5", "train.momentum=1.5 is not allowed: a number in [0, 1)"),
+    ("train.warmup_until_error=0", "train.warmup_until_error=0.0 is not allowed: a percentage in"),
+    ("train.warmup_until_error=101", "train.warmup_until_error=101.0 is not allowed"),
+    ("seed=-1", "seed=-1 is not allowed: a whole number from 0 to 2147483647"),
+    ("seed=99999999999999999999", "seed=99999999999999999999 is not allowed"),
+    ("data.test_examples=10001", "data.test_examples=10001 is not allowed: null (all) or from 1 "
+                                 "to the 10,000 images of the test split"),
+    ("data.train_examples=10", "data.train_examples=10 is not allowed: null (all) or from "
+                               "train.batch_size=128 to the 50,000 training images"),
     ("budget.log_every=7", "log.every must divide log.test_every"),
     ("train.milestones=[0.75,0.5]", "train.milestones=[0.75, 0.5] is not allowed"),
     ("train.precision=fp8", "train.precision='fp8' is not allowed: choose one of float32"),
@@ -45,7 +62,6 @@ def one_line_error(result):
     ("depth=21", "depth=21 is not allowed: depth must be 6n+2 with n >= 1"),
     ("depth=0", "depth=0 is not allowed"),
     ("depth=-8", "depth=-8 is not allowed"),
-    ("depth=abc", "depth='abc' is not allowed"),
     ("shortcut=B", "shortcut='B' is not allowed: choose one of none, identity, projection, "
                    "all_projection"),
     ("train.batch_size=0", "train.batch_size=0 is not allowed"),
@@ -55,6 +71,46 @@ def test_bad_values_on_the_command_line(tmp_path, override, message):
     result = run("budget=smoke", f"results_dir={tmp_path}", override)
     assert one_line_error(result) == f"error: {message}" or message in one_line_error(result)
     assert not list(tmp_path.rglob("metrics.csv"))
+
+
+def test_validation_split_limits_test_examples_to_its_5000_images():
+    with pytest.raises(ConfigError, match="from 1 to the 5,000 images of the validation split"):
+        check_config(compose("data.validation=true", "data.test_examples=5001"))
+
+
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="this machine has a GPU")
+def test_float16_without_a_gpu_is_refused():
+    with pytest.raises(ConfigError, match="float16 needs a GPU"):
+        check_config(compose("train.precision=mixed_float16"))
+
+
+@pytest.mark.parametrize("override", ["seed=abc", "seed=1.5", "depth=abc", "train.milestones=0.5",
+                                      "train.milestones=abc", "train.jit_compile=maybe",
+                                      "data.validation=abc", "overwrite=maybe", "no_such_key=1"])
+def test_the_schema_refuses_a_wrong_type_or_an_unknown_key(override):
+    with pytest.raises(ConfigCompositionException, match=re.escape(override.split("=")[0])):
+        compose(override)
+
+
+def test_yes_no_words_are_booleans_not_any_text():
+    assert compose("overwrite=no").overwrite is False
+    assert compose("train.deterministic=yes").train.deterministic is True
+
+
+@pytest.mark.parametrize("override", ["seed=abc", "train.milestones=0.5", "no_such_key=1"])
+def test_a_wrong_type_on_the_command_line_names_the_key_and_leaves_no_folder(tmp_path, override):
+    result = run("budget=smoke", f"results_dir={tmp_path}", override)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert override.split("=")[0] in result.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_bad_tfds_download_variable_is_named_not_taken_as_true(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "src.run", "budget=smoke", f"results_dir={tmp_path}"],
+                       env={**run_env(), "TFDS_DOWNLOAD": "maybe"}, cwd=ROOT, capture_output=True,
+                       text=True, timeout=120)
+    assert one_line_error(p) == ("error: data.download='maybe' is not allowed: Value 'maybe' is "
+                                 "not a valid bool (type str)")
 
 
 def test_unknown_budget_lists_the_budgets(tmp_path):
@@ -79,9 +135,9 @@ def test_a_directory_without_cifar10_is_named(tmp_path):
     assert f"no prepared cifar10 in {empty} and data.download=false" in line
 
 
-def test_a_corrupted_tfrecord_is_reported(tmp_path):
+def test_a_corrupted_tfrecord_is_reported(tmp_path, synthetic_data):
     copy = tmp_path / "data"
-    shutil.copytree(Path(DATA_DIR) / "cifar10", copy / "cifar10")
+    shutil.copytree(synthetic_data / "cifar10", copy / "cifar10")
     record = next((copy / "cifar10/3.0.2").glob("cifar10-test.tfrecord*"))
     os.chmod(record, 0o644)
     blob = bytearray(record.read_bytes())

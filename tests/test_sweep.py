@@ -13,25 +13,25 @@ from tests.conftest import (interrupt_after_first_row, metrics, run, start,
 
 
 def test_sweep_skips_finished_runs_reports_failures_and_exits_nonzero(tmp_path):
-    sweep = ["budget=smoke", "depth=20", "shortcut=none,identity", f"results_dir={tmp_path}"]
+    sweep = ["budget=smoke", "depth=8", "shortcut=none,identity", f"results_dir={tmp_path}"]
     first = run(*sweep, module="src.sweep")
     assert first.returncode == 0, first.stderr
     assert "plan: 2 runs, budget smoke (30 iterations each)" in first.stdout
     assert "estimated wall time on this machine" in first.stdout
     assert "sweep: 2 of 2 runs finished" in first.stdout
     runs = tmp_path / "smoke/runs"
-    plain = runs / "none-20-s0"
+    plain = runs / "none-8-s0"
     # The plain run's folder now claims another config: that run must fail, the other skip.
     summary = json.loads((plain / "summary.json").read_text())
     summary["config"]["train"]["lr"] = 0.2
     (plain / "summary.json").write_text(json.dumps(summary))
     second = run(*sweep, module="src.sweep")
     assert second.returncode == 1
-    assert "finished" in second.stdout and "is finished" in second.stdout  # identity-20 skipped
-    assert re.search(r"none-20-s0\s+conflict", second.stdout)
+    assert "finished" in second.stdout and "is finished" in second.stdout  # identity-8 skipped
+    assert re.search(r"none-8-s0\s+conflict", second.stdout)
     assert f"not finished: {plain} (conflict at iteration 0)" in second.stderr
     assert "sweep: 1 of 2 runs finished" in second.stdout
-    assert json.loads((runs / "identity-20-s0/summary.json").read_text())["status"] == "finished"
+    assert json.loads((runs / "identity-8-s0/summary.json").read_text())["status"] == "finished"
 
 
 def test_sweep_refuses_bad_values_before_running_anything(tmp_path):
@@ -77,9 +77,9 @@ def sweep_processes(root) -> list[str]:
 def test_stopping_the_sweep_stops_its_runs_and_the_rerun_completes_the_curves(tmp_path, sig):
     """SIGTERM: the sweep passes it on and waits; SIGKILL: the run gets SIGTERM from the kernel
     as its parent dies. Either way no run trains on alone, and the rerun ends with whole curves."""
-    sweep = ["budget=smoke", "depth=20", "shortcut=none,identity", "train.iterations=60",
+    sweep = ["budget=smoke", "depth=8", "shortcut=none,identity", "train.iterations=60",
              f"results_dir={tmp_path}"]
-    first = tmp_path / "smoke/runs/none-20-s0"
+    first = tmp_path / "smoke/runs/none-8-s0"
     stopped = interrupt_after_first_row(first, *sweep, sig=sig, module="src.sweep")
     if sig == signal.SIGTERM:
         assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
@@ -90,11 +90,11 @@ def test_stopping_the_sweep_stops_its_runs_and_the_rerun_completes_the_curves(tm
     assert not sweep_processes(tmp_path)
     summary = json.loads((first / "summary.json").read_text())
     assert summary["status"] == "interrupted" and 10 <= summary["iterations"] < 60
-    assert not (tmp_path / "smoke/runs/identity-20-s0/summary.json").exists()  # never started
+    assert not (tmp_path / "smoke/runs/identity-8-s0/summary.json").exists()  # never started
 
     again = run(*sweep, module="src.sweep")
     assert again.returncode == 0, again.stderr
-    for name in ("none-20-s0", "identity-20-s0"):
+    for name in ("none-8-s0", "identity-8-s0"):
         assert metrics(tmp_path / "smoke/runs" / name).iteration.tolist() == list(range(10, 70, 10))
 
 

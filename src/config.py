@@ -1,0 +1,156 @@
+"""The config schema of a run, and every check of its values.
+
+conf/config.yaml holds the values and their documentation; the dataclasses below are its schema
+(registered in Hydra's ConfigStore as `schema`, first in its defaults list), so OmegaConf itself
+rejects a wrong type or an unknown key, on the command line or in a budget file, before anything
+runs. `check_config` then checks what types cannot say: ranges, choices and relations.
+"""
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+import tensorflow as tf
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from src.data import TRAIN_SIZE, TEST_SIZE, VALIDATION_SIZE
+from src.models import BATCH_NORMS, BLOCKS, SHORTCUTS, blocks_per_stage, check_choice
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+LARGEST = 2**31 - 1  # every count fits TensorFlow's int32 (and a seed numpy's uint32)
+
+
+class ConfigError(Exception):
+    """A value the user gave is not allowed; the message names it and what is."""
+
+
+@dataclass
+class Budget:
+    name: str = MISSING
+    iterations: int = MISSING
+    milestones: List[float] = MISSING
+    log_every: int = MISSING
+    test_every: int = MISSING
+    train_examples: Optional[int] = None
+    test_examples: Optional[int] = None
+
+
+@dataclass
+class Train:
+    batch_size: int = MISSING
+    lr: float = MISSING
+    milestones: List[float] = MISSING
+    momentum: float = MISSING
+    weight_decay: float = MISSING
+    iterations: int = MISSING
+    warmup: Any = MISSING  # auto, true or false (OmegaConf has no union of str and bool)
+    warmup_lr: float = MISSING
+    warmup_until_error: float = MISSING
+    precision: str = MISSING
+    jit_compile: bool = MISSING
+    deterministic: bool = MISSING
+
+
+@dataclass
+class Data:
+    dir: Optional[str] = None
+    download: bool = MISSING
+    train_examples: Optional[int] = None
+    test_examples: Optional[int] = None
+    validation: bool = MISSING
+
+
+@dataclass
+class Log:
+    every: int = MISSING
+    test_every: int = MISSING
+
+
+@dataclass
+class Checkpoint:
+    every: int = MISSING
+
+
+@dataclass
+class Config:
+    depth: int = MISSING
+    shortcut: str = MISSING
+    block: str = MISSING
+    batch_norm: str = MISSING
+    seed: int = MISSING
+    train: Train = field(default_factory=Train)
+    data: Data = field(default_factory=Data)
+    log: Log = field(default_factory=Log)
+    checkpoint: Checkpoint = field(default_factory=Checkpoint)
+    budget: Budget = field(default_factory=Budget)
+    results_dir: str = MISSING
+    run_dir: str = MISSING
+    overwrite: bool = MISSING
+
+
+ConfigStore.instance().store(name="schema", node=Config)
+
+
+def _fail(key: str, value, allowed: str):
+    raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every value's range and the relations between values, checked before anything is built or
+    written (types are the schema's job)."""
+    try:  # an environment variable can still give a typed key a wrong value (TFDS_DOWNLOAD=maybe)
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as e:
+        reason = re.sub(r"^While dereferencing interpolation '.*?': ", "", str(e).splitlines()[0])
+        raise ConfigError(f"{e.full_key}={getattr(e, 'value', None)!r} is not allowed: "
+                          f"{reason}") from None
+    try:
+        blocks_per_stage(cfg.depth)
+        check_choice("shortcut", cfg.shortcut, SHORTCUTS)
+        check_choice("block", cfg.block, tuple(BLOCKS))
+        check_choice("batch_norm", cfg.batch_norm, BATCH_NORMS)
+        check_choice("train.precision", cfg.train.precision, PRECISIONS)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    t, d = cfg.train, cfg.data
+    if cfg.depth > LARGEST:
+        _fail("depth", cfg.depth, f"at most {LARGEST}")
+    if not 0 <= cfg.seed <= LARGEST:
+        _fail("seed", cfg.seed, f"a whole number from 0 to {LARGEST}")
+    for key, value in [("train.batch_size", t.batch_size), ("train.iterations", t.iterations),
+                       ("log.every", cfg.log.every), ("log.test_every", cfg.log.test_every),
+                       ("checkpoint.every", cfg.checkpoint.every)]:
+        if not 0 < value <= LARGEST:
+            _fail(key, value, f"a whole number from 1 to {LARGEST}")
+    if not str(cfg.results_dir).strip():
+        _fail("results_dir", cfg.results_dir, "name a folder (the default is results)")
+    if t.iterations % cfg.log.test_every or cfg.log.test_every % cfg.log.every:
+        raise ConfigError(f"log.every={cfg.log.every}, log.test_every={cfg.log.test_every} are not "
+                          f"allowed: log.every must divide log.test_every, which must divide "
+                          f"train.iterations={t.iterations}")
+    ranges = {"lr": (lambda v: v > 0, "a finite number > 0"),
+              "warmup_lr": (lambda v: v > 0, "a finite number > 0"),
+              "momentum": (lambda v: 0 <= v < 1, "a number in [0, 1)"),
+              "weight_decay": (lambda v: v >= 0, "a finite number >= 0"),
+              "warmup_until_error": (lambda v: 0 < v <= 100, "a percentage in (0, 100]")}
+    for key, (ok, allowed) in ranges.items():
+        if not (math.isfinite(t[key]) and ok(t[key])):
+            _fail(f"train.{key}", t[key], allowed)
+    if list(t.milestones) != sorted(t.milestones) or not all(0 < m < 1 for m in t.milestones):
+        _fail("train.milestones", list(t.milestones),
+              "increasing fractions of train.iterations between 0 and 1")
+    if t.warmup not in ("auto", True, False):
+        _fail("train.warmup", t.warmup, "auto, true or false")
+    if t.precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
+        _fail("train.precision", t.precision, "float16 needs a GPU (measured 35x slower than "
+              "float32 on a CPU); use float32 or mixed_bfloat16")
+    train_size = TRAIN_SIZE - VALIDATION_SIZE if d.validation else TRAIN_SIZE
+    evaluated, split = (VALIDATION_SIZE, "validation") if d.validation else (TEST_SIZE, "test")
+    if d.train_examples is not None and not t.batch_size <= d.train_examples <= train_size:
+        _fail("data.train_examples", d.train_examples, f"null (all) or from "
+              f"train.batch_size={t.batch_size} to the {train_size:,} training images")
+    if d.test_examples is not None and not 0 < d.test_examples <= evaluated:
+        _fail("data.test_examples", d.test_examples,
+              f"null (all) or from 1 to the {evaluated:,} images of the {split} split")
