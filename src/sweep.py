@@ -192,7 +192,8 @@ def main(argv=sys.argv[1:]):
         print(f"sweep stopped by signal {stop[0]}; the running run was checkpointed: run the same "
               "command again to resume", file=sys.stderr)
         return 128 + stop[0]
-    failed = [(cfg, *status(cfg)) for cfg in runs if status(cfg)[0] != "finished"]
+    states = [(cfg, *status(cfg)) for cfg in runs]  # one read of each folder
+    failed = [(cfg, state, done) for cfg, state, done in states if state != "finished"]
     for cfg, state, done in failed:
         print(f"not finished: {cfg.run_dir} ({state} at iteration {done})", file=sys.stderr)
     print(f"sweep: {len(runs) - len(failed)} of {len(runs)} runs finished")
