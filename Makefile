@@ -11,7 +11,7 @@ LAUNCHER   ?= basic## basic (one run after another) | joblib | submitit_local | 
 RESULTS    ?= results## the root of all run folders, figures and tables
 ARGS       ?=## more run overrides, e.g. ARGS='depth=20,56 data.dir=/data/tfds'
 
-.PHONY: help setup test test-all reproduce-cifar figures bench
+.PHONY: help setup test test-fast test-all reproduce-cifar figures bench
 
 help: ## list the targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ $(VENV)/.installed: requirements.txt
 
 test: setup ## the test suite without the slow tests (what CI runs)
 	$(PY) -m pytest -m "not slow"
+
+test-fast: setup ## the fast tier: no processes of their own, no real data, no Slurm (~1 min)
+	$(PY) -m pytest -m "not slow and not heavy and not slurm and not real_data"
 
 test-all: setup ## every test, the slow ones included
 	$(PY) -m pytest

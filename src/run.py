@@ -53,7 +53,7 @@ def stop_with_the_sweep() -> None:
 FAILED = []  # the runs of this process that failed (a multirun goes on past them)
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF), config_name="config")
 def main(cfg: DictConfig) -> None:
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
@@ -68,10 +68,16 @@ def main(cfg: DictConfig) -> None:
             sys.exit(2)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """`python -m src.run [-m] overrides...` (Hydra reads them from sys.argv)."""
+    FAILED.clear()
     stop_with_the_sweep()
     poll_with_squeue()  # for the Slurm launcher: no sacct noise where the cluster has no accounting
     main()
     if FAILED:  # a multirun whose runs (run in this process) failed
         print(f"error: {len(FAILED)} run(s) failed: {', '.join(FAILED)}", file=sys.stderr)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()

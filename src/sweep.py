@@ -174,20 +174,23 @@ def main(argv=sys.argv[1:]):
         if child is not None and child.poll() is None:
             child.send_signal(signum)
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, pass_on)
+    previous = {s: signal.signal(s, pass_on) for s in (signal.SIGTERM, signal.SIGINT)}
     env = {**os.environ, "SRC_SWEEP_PID": str(os.getpid())}
-    for grid in grids:
-        if stop:
-            break
-        seeds = ",".join(str(s) for s in range(grid["seeds"]))
-        child = subprocess.Popen([sys.executable, "-m", "src.run", "-m", f"seed={seeds}",
-                                  f"budget={options['budget']}", f"depth={grid['depth']}",
-                                  f"shortcut={grid['shortcut']}", f"block={grid['block']}",
-                                  f"results_dir={options['results_dir']}", *launcher(options),
-                                  *passed],
-                                 env=env)
-        child.wait()
+    try:
+        for grid in grids:
+            if stop:
+                break
+            seeds = ",".join(str(s) for s in range(grid["seeds"]))
+            child = subprocess.Popen([sys.executable, "-m", "src.run", "-m", f"seed={seeds}",
+                                      f"budget={options['budget']}", f"depth={grid['depth']}",
+                                      f"shortcut={grid['shortcut']}", f"block={grid['block']}",
+                                      f"results_dir={options['results_dir']}",
+                                      *launcher(options), *passed],
+                                     env=env)
+            child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     if stop:
         print(f"sweep stopped by signal {stop[0]}; the running run was checkpointed: run the same "
               "command again to resume", file=sys.stderr)

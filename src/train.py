@@ -119,12 +119,16 @@ def count_wrong(logits, labels):
 
 
 def make_optimizer(cfg: DictConfig) -> tuple[keras.optimizers.Optimizer, PaperSchedule]:
-    """SGD with momentum on the paper's schedule (weight decay is in the model's L2 losses)."""
+    """SGD with momentum on the paper's schedule (weight decay is in the model's L2 losses).
+
+    The names are fixed: a checkpoint keys the optimizer's variables by their paths, which start
+    with its name, and Keras would name a process's second optimizer sgd_1 (a multirun's second
+    run), whose checkpoint a fresh process could not resume."""
     t = cfg.train
     schedule = PaperSchedule(t.lr, t.iterations, t.milestones, t.warmup_lr, warmup_enabled(cfg))
-    optimizer = keras.optimizers.SGD(schedule, momentum=t.momentum)
+    optimizer = keras.optimizers.SGD(schedule, momentum=t.momentum, name="sgd")
     if t.precision == "mixed_float16":  # float16 gradients underflow without loss scaling
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name="loss_scale_optimizer")
     return optimizer, schedule
 
 

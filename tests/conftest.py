@@ -1,15 +1,25 @@
+import contextlib
+import io
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow_datasets as tfds
+from tensorflow.python.framework import config as tf_config
 from tensorflow_datasets.image_classification.cifar import Cifar10
+
+import experiments.responses
+import src.run
+import src.sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 # Where the real CIFAR-10 may be, in this order: TFDS_DATA_DIR as the user set it, the shared
@@ -51,29 +61,35 @@ def synthetic_data(tmp_path_factory):
         yield data_dir
 
 
-def real_cifar10_dir() -> str | None:
-    """The first folder holding the real, prepared CIFAR-10 (see REAL_DATA_DIRS), or None after
-    trying to download it into tfds's default folder."""
+CIFAR10_HOST = "www.cs.toronto.edu"  # where tfds downloads CIFAR-10 from (its cifar.py)
+
+
+def real_cifar10_dir() -> tuple[str | None, str]:
+    """The first folder holding the real, prepared CIFAR-10 (REAL_DATA_DIRS, then tfds's default
+    folder, downloading into it), or None and why not."""
     default = tfds.core.constants.DATA_DIR
     for data_dir in [*REAL_DATA_DIRS, default]:
         if (Path(data_dir) / "cifar10/3.0.2/dataset_info.json").exists():
-            return data_dir
-    try:
-        download = subprocess.run([sys.executable, "-c", "import tensorflow_datasets as t; "
-                                   "t.builder('cifar10').download_and_prepare()"],
-                                  capture_output=True, timeout=1800)
-    except subprocess.TimeoutExpired:
-        return None
-    return default if download.returncode == 0 else None
+            return data_dir, ""
+    try:  # offline, tfds would retry for minutes before giving up
+        socket.create_connection((CIFAR10_HOST, 443), timeout=10).close()
+    except OSError as e:
+        return None, f"no connection to {CIFAR10_HOST}: {e}"
+    download = subprocess.run([sys.executable, "-c", "import tensorflow_datasets as t; "
+                               f"t.builder('cifar10', data_dir={default!r}).download_and_prepare()"],
+                              capture_output=True, text=True, timeout=1800)
+    if download.returncode:
+        return None, download.stderr.strip().splitlines()[-1]
+    return default, ""
 
 
 @pytest.fixture(scope="session")
 def real_data():
     """The real CIFAR-10's data_dir, or a skip that says where it was looked for."""
-    found = real_cifar10_dir()
+    found, why_not = real_cifar10_dir()
     if found is None:
         pytest.skip(f"real CIFAR-10 not found in {', '.join(REAL_DATA_DIRS)} and not "
-                    f"downloadable into {tfds.core.constants.DATA_DIR}")
+                    f"downloadable into {tfds.core.constants.DATA_DIR} ({why_not})")
     return found
 
 
@@ -81,28 +97,78 @@ def run_env():
     return {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT)}
 
 
-def start(*overrides, module="src.run"):
-    return subprocess.Popen([sys.executable, "-m", module, *overrides], cwd=ROOT, env=run_env(),
+def start(*args, module="src.run"):
+    """`python -m module *args` as a process of its own (for kill -9, two runs at once, the
+    sweep's children); most tests use `run`, which saves each its start-up of about 4 s."""
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=run_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def run(*overrides, module="src.run", timeout=600):
-    p = start(*overrides, module=module)
+def run_process(*args, module="src.run", timeout=600):
+    p = start(*args, module=module)
     out, err = p.communicate(timeout=timeout)
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
-def wait_for_first_row(run_dir: Path, p: subprocess.Popen) -> None:
-    """Until the run in `run_dir` has logged a row (or `p` ended, or 5 minutes passed)."""
+ENTRY_POINTS = {"src.run": lambda args: src.run.cli(),  # Hydra reads sys.argv
+                "src.sweep": src.sweep.main,  # its runs' output is not captured: use run_process
+                "experiments.responses": experiments.responses.main}
+
+
+def run(*args, module="src.run"):
+    """`python -m module *args` run in this process (one of ENTRY_POINTS): its exit
+    code, stdout and stderr, as a CompletedProcess. Uncaught exceptions propagate, where a process
+    would print a traceback."""
+    out, err = io.StringIO(), io.StringIO()
+    with (mock.patch.object(sys, "argv", [module, *args]),
+          mock.patch.dict(os.environ, {"HYDRA_FULL_ERROR": "0"}),
+          contextlib.redirect_stdout(out), contextlib.redirect_stderr(err)):
+        try:
+            code = ENTRY_POINTS[module](list(args)) or 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+            if isinstance(e.code, str):  # as Python prints it on exit
+                print(e.code, file=sys.stderr)
+        finally:
+            tf_config.disable_op_determinism()  # train.deterministic=true holds for its run only
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
+
+
+def wait_for_first_row(run_dir: Path, p: subprocess.Popen | None = None,
+                       done: threading.Event | None = None) -> None:
+    """Until the run in `run_dir` has logged a row (or process `p` ended, or `done` was set, or 5
+    minutes passed)."""
     deadline = time.time() + 300
-    while not (run_dir / "metrics.csv").exists() and p.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    while (not (run_dir / "metrics.csv").exists() and (p is None or p.poll() is None)
+           and not (done and done.is_set()) and time.time() < deadline):
+        time.sleep(0.01)
 
 
-def interrupt_after_first_row(run_dir: Path, *overrides, sig=signal.SIGTERM, module="src.run"):
-    """Start a run (or a sweep), wait until `run_dir` has logged a row, send `sig`, return the
-    finished process."""
-    p = start(*overrides, module=module)
+def interrupt_after_first_row(run_dir: Path, *overrides, sig=signal.SIGTERM):
+    """`run` src.run and send this process `sig` once `run_dir` has logged a row, as Ctrl-C or a
+    scheduler would; return the finished run. A signal that comes after the run ended is ignored."""
+    done = threading.Event()
+
+    def send():
+        wait_for_first_row(run_dir, done=done)
+        if not done.is_set():
+            os.kill(os.getpid(), sig)
+
+    previous = signal.signal(sig, lambda *_: None)
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        return run(*overrides)
+    finally:
+        done.set()
+        sender.join()
+        signal.signal(sig, previous)
+
+
+def interrupt_process_after_first_row(run_dir: Path, *args, sig=signal.SIGTERM, module="src.run"):
+    """Start `python -m module *args`, wait until `run_dir` has logged a row, send the process
+    `sig`, return the finished process."""
+    p = start(*args, module=module)
     wait_for_first_row(run_dir, p)
     p.send_signal(sig)
     out, err = p.communicate(timeout=120)
@@ -113,9 +179,13 @@ def metrics(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(run_dir / "metrics.csv")
 
 
+# Batches of 32 and 100 test images: steps and evaluations 4-5x cheaper than the smoke budget's.
+LIGHT = ["train.batch_size=32", "data.test_examples=100"]
+
+
 @pytest.fixture
 def smoke(tmp_path):
-    """Overrides for a smoke run of ResNet-8 (the smallest, so the fastest) under tmp_path, and
-    its run folder."""
-    overrides = ["budget=smoke", "depth=8", f"results_dir={tmp_path}"]
+    """Overrides for a light smoke run of ResNet-8 (the smallest net) under tmp_path (the last
+    override), and its run folder."""
+    overrides = ["budget=smoke", "depth=8", *LIGHT, f"results_dir={tmp_path}"]
     return overrides, tmp_path / "smoke/runs/identity-8-s0"

@@ -9,7 +9,8 @@ from experiments.paper import PARAMETERS_M
 from src.models import blocks_per_stage, resnet, trainable_parameters
 
 
-@pytest.mark.parametrize("depth", sorted(PARAMETERS_M))
+@pytest.mark.parametrize("depth", [pytest.param(d, marks=pytest.mark.heavy) if d > 1000 else d
+                                   for d in sorted(PARAMETERS_M)])
 def test_parameter_count_matches_table6(depth):
     params = trainable_parameters(resnet(depth, "identity"))
     digits = 1 if depth >= 110 else 2  # the paper prints 1.7M and 19.4M, else 0.27M etc.
@@ -23,7 +24,7 @@ def test_plain_and_option_a_have_identical_parameters(depth):
     assert [w.shape for w in plain.weights] == [w.shape for w in resnet_a.weights]
 
 
-@pytest.mark.parametrize("depth", [20, 56, 110])
+@pytest.mark.parametrize("depth", [20, 56, pytest.param(110, marks=pytest.mark.heavy)])
 def test_projection_options_add_exactly_the_projection_parameters(depth):
     a = trainable_parameters(resnet(depth, "identity"))
     # Option B: 1x1 conv + BN (gamma, beta) where 16->32 and 32->64 channels.
@@ -204,7 +205,7 @@ def test_fused_batch_norm_trains_in_mixed_precision_and_under_xla(precision, jit
 
 # --- the pre-activation unit (He et al. 2016) ----------------------------------------------------
 
-@pytest.mark.parametrize("depth", [20, 56, 110])
+@pytest.mark.parametrize("depth", [20, 56, pytest.param(110, marks=pytest.mark.heavy)])
 @pytest.mark.parametrize("shortcut", ["identity", "projection"])
 def test_preact_nets_have_exactly_the_original_parameter_count(depth, shortcut):
     """BN moves, none is added on balance: + the final BN (64 channels); - the first unit's own

@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.rundir import COLUMNS
-from tests.conftest import interrupt_after_first_row, metrics, run, start
+from src.run import compose
+from src.rundir import COLUMNS, Checkpoint
+from src.train import build_model, make_optimizer
+from tests.conftest import LIGHT, interrupt_after_first_row, metrics, run, start
 
 LOSSES_AND_ERRORS = ["train_loss", "train_error", "test_loss", "test_error"]
 
@@ -25,7 +27,7 @@ def test_smoke_run_writes_a_complete_run_folder(smoke):
     assert list(rows.columns) == COLUMNS
     assert rows.iteration.tolist() == [10, 20, 30]
     assert rows.lr.tolist() == pytest.approx([0.1, 0.01, 0.001])
-    assert rows.epoch.tolist() == pytest.approx([0.5, 1.0, 1.5])  # 2560 images, batch 128
+    assert rows.epoch.tolist() == pytest.approx([0.125, 0.25, 0.375])  # 2560 images, batch 32
     assert ((rows.train_error >= 0) & (rows.train_error <= 100)).all()
     assert rows.test_error.notna().all() and (rows.images_per_second > 0).all()
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -37,7 +39,7 @@ def test_smoke_run_writes_a_complete_run_folder(smoke):
     assert {"tensorflow", "keras"} <= summary["versions"].keys() and summary["commit"]
     assert (run_dir / ".hydra/config.yaml").exists() and (run_dir / "checkpoint.npz").exists()
     assert "[    30/30 100.0% ETA 00:00:00] lr 0.001" in result.stdout  # the progress line
-    assert "oneDNN" not in result.stderr and "Traceback" not in result.stderr
+    assert "Traceback" not in result.stderr
 
     again = run(*overrides)  # a finished run is reported, not retrained
     assert again.returncode == 0 and "is finished" in again.stdout
@@ -66,7 +68,7 @@ def test_sigterm_checkpoints_mid_interval_and_the_rerun_continues_without_gaps(s
 
 
 def test_resume_is_bit_identical_with_determinism(tmp_path):
-    common = ["budget=smoke", "depth=8", "train.iterations=40", "train.deterministic=true"]
+    common = ["budget=smoke", "depth=8", *LIGHT, "train.iterations=40", "train.deterministic=true"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert run(*common, f"results_dir={straight}").returncode == 0
     folder = resumed / "smoke/runs/identity-8-s0"
@@ -77,6 +79,7 @@ def test_resume_is_bit_identical_with_determinism(tmp_path):
                                   metrics(folder)[LOSSES_AND_ERRORS], check_exact=True)
 
 
+@pytest.mark.heavy
 def test_sigkill_at_random_moments_leaves_a_complete_consistent_folder(smoke):
     overrides, run_dir = smoke
     overrides = [*overrides, "train.iterations=60", "budget.log_every=5", "budget.test_every=30",
@@ -185,7 +188,6 @@ def test_a_torn_summary_and_a_torn_csv_row_are_set_aside_and_rebuilt(smoke):
 
 
 def test_the_plan_marks_a_damaged_run(smoke):
-    from src.run import compose
     from src.sweep import status
     overrides, run_dir = smoke
     assert run(*overrides).returncode == 0
@@ -193,6 +195,20 @@ def test_the_plan_marks_a_damaged_run(smoke):
     assert status(cfg) == ("finished", 30)
     (run_dir / "metrics.csv").write_text("")
     assert status(cfg) == ("damaged", 0)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
+def test_checkpoint_keys_do_not_depend_on_the_runs_before_in_the_process(precision):
+    """A multirun trains its runs in one process; the checkpoint of its second run must resume in
+    a fresh process, so no key may carry Keras' per-process numbering (sgd_1)."""
+    cfg = compose("depth=8", f"train.precision={precision}")
+    keys = []
+    for _ in range(2):
+        model, (optimizer, _) = build_model(cfg), make_optimizer(cfg)
+        optimizer.build(model.trainable_variables)
+        keys.append(sorted(Checkpoint.variables(model, optimizer)))
+    assert keys[0] == keys[1]
+    assert "optimizer/sgd/iteration" in keys[0]
 
 
 def test_a_checkpoint_of_another_config_with_the_same_shapes_is_set_aside(smoke, tmp_path):
@@ -220,6 +236,7 @@ def test_a_run_that_failed_before_any_progress_does_not_pin_its_config(smoke):
     assert json.loads((run_dir / "summary.json").read_text())["config"]["train"]["lr"] == 0.1
 
 
+@pytest.mark.heavy
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
 def test_a_full_disk_stops_the_run_with_one_line_and_keeps_the_checkpoints(tmp_path):
     disk = tmp_path / "disk"

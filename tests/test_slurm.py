@@ -2,14 +2,13 @@
 requeue after a time limit, resources per job. Skipped, with the reason, where no cluster can be
 started (not root, no apt-get)."""
 import json
-import os
 import subprocess
 import time
 
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, metrics, run
+from tests.conftest import ROOT, metrics, run, run_process
 
 pytestmark = pytest.mark.slurm
 UP = ROOT / "tests/slurm/up.sh"
@@ -30,8 +29,8 @@ def slurm(tmp_path_factory):
 
 
 def sweep(results, *args):
-    return run("budget=smoke", "launcher=slurm", f"results_dir={results}", *args,
-               module="src.sweep", timeout=1200)
+    return run_process("budget=smoke", "launcher=slurm", f"results_dir={results}", *args,
+                       module="src.sweep", timeout=1200)
 
 
 def test_the_smoke_sweep_runs_through_sbatch_two_1_cpu_jobs_at_a_time_without_noise(slurm,
