@@ -71,19 +71,25 @@ def holder(run_dir: Path) -> str | None:
         os.close(fd)
 
 
-def write_atomic(path: Path, write) -> None:
-    """`write(file)` to a temporary file, then rename it over `path`: a kill at any moment leaves
-    the old or the new version whole, never a torn one."""
+def write_temporary(path: Path, write, mode: str = "w") -> Path:
+    """`write(file)` to a temporary file beside `path`, on disk when it returns; its path. A
+    failed write (e.g. a full disk) leaves no half-written file behind."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "w") as f:
+        with open(tmp, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-    except BaseException:  # e.g. a full disk: no half-written file is left behind
+    except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    os.replace(tmp, path)
+    return tmp
+
+
+def write_atomic(path: Path, write) -> None:
+    """`write(file)` to a temporary file, then rename it over `path`: a kill at any moment leaves
+    the old or the new version whole, never a torn one."""
+    os.replace(write_temporary(path, write), path)
 
 
 def write_text(path: Path, text: str) -> None:
@@ -125,15 +131,7 @@ class Checkpoint:
         arrays = {k: v.numpy() for k, v in self.variables(model, optimizer).items()}
         arrays["state"] = np.array(json.dumps(state))
         arrays["fingerprint"] = np.array(json.dumps(self.fingerprint, sort_keys=True))
-        tmp = self.last.with_name(f".{self.last.name}.tmp{os.getpid()}")
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-        except BaseException:  # e.g. a full disk: no half-written file is left behind
-            tmp.unlink(missing_ok=True)
-            raise
+        tmp = write_temporary(self.last, lambda f: np.savez(f, **arrays), "wb")
         # The old last becomes prev before the new one takes its place: at every moment at least
         # one complete checkpoint exists, and load() falls back to prev if last is missing.
         if self.last.exists():
