@@ -14,12 +14,6 @@ finally:
     os.close(_stderr)
     os.close(_devnull)
 
-# A Slurm job uses the CPUs it was given (cpus_per_task), not every core of the node, so that jobs
-# sharing a node do not oversubscribe it.
-if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
-    tf.config.threading.set_intra_op_parallelism_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
-    tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
-
 # Take GPU memory as needed rather than all of it up front, so that several small runs (the
 # joblib launcher's processes) can share one GPU.
 for _gpu in tf.config.list_physical_devices("GPU"):

@@ -80,6 +80,7 @@ class Config:
     block: str = MISSING
     batch_norm: str = MISSING
     seed: int = MISSING
+    threads: Optional[int] = None
     train: Train = field(default_factory=Train)
     data: Data = field(default_factory=Data)
     log: Log = field(default_factory=Log)
@@ -117,6 +118,8 @@ def check_config(cfg: DictConfig) -> None:
     t, d = cfg.train, cfg.data
     if cfg.depth > LARGEST:
         _fail("depth", cfg.depth, f"at most {LARGEST}")
+    if cfg.threads is not None and not 0 < cfg.threads <= 1024:
+        _fail("threads", cfg.threads, "null (TensorFlow's default: every core) or from 1 to 1024")
     if not 0 <= cfg.seed <= LARGEST:
         _fail("seed", cfg.seed, f"a whole number from 0 to {LARGEST}")
     for key, value in [("train.batch_size", t.batch_size), ("train.iterations", t.iterations),

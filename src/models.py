@@ -1,7 +1,7 @@
 """The CIFAR-10 networks of the paper (section 4.2): one body, one block, four shortcut options.
 
 Plain and residual networks are built by the same code and differ only in the shortcut, so the
-comparison is controlled by construction (PROTOCOL.md, "Networks").
+comparison is controlled by construction.
 """
 import sys
 from dataclasses import dataclass
@@ -15,7 +15,7 @@ from keras import layers, ops
 SHORTCUTS = ("none", "identity", "projection", "all_projection")
 BATCH_NORMS = ("fused", "keras")
 STAGE_FILTERS = (16, 32, 64)  # feature maps 32x32, 16x16, 8x8 (paper section 4.2)
-WEIGHT_DECAY = 1e-4  # paper 4.2, Caffe-style: + 1e-4 * w on each kernel's gradient
+WEIGHT_DECAY = 1e-4  # paper 4.2, Caffe-style: + 1e-4 * w on every parameter's gradient
 
 
 def blocks_per_stage(depth) -> int:
@@ -48,9 +48,10 @@ class BatchNorm(layers.Layer):
     variance is near zero.
     """
 
-    def __init__(self, momentum=0.9, epsilon=1e-5, **kwargs):
+    def __init__(self, momentum=0.9, epsilon=1e-5, regularizer=None, **kwargs):
         super().__init__(**kwargs)
         self.momentum, self.epsilon = momentum, epsilon
+        self.regularizer = keras.regularizers.get(regularizer)
 
     def build(self, input_shape):
         shape = (input_shape[-1],)
@@ -58,8 +59,9 @@ class BatchNorm(layers.Layer):
         for name, init, trainable in [("gamma", "ones", True), ("beta", "zeros", True),
                                       ("moving_mean", "zeros", False),
                                       ("moving_variance", "ones", False)]:
-            setattr(self, name, self.add_weight(shape=shape, name=name, initializer=init,
-                                                trainable=trainable, autocast=False))
+            setattr(self, name, self.add_weight(
+                shape=shape, name=name, initializer=init, trainable=trainable, autocast=False,
+                regularizer=self.regularizer if trainable else None))
 
     def call(self, x, training=False):
         y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
@@ -72,7 +74,8 @@ class BatchNorm(layers.Layer):
         return y
 
     def get_config(self):
-        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
+        return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
+                "regularizer": keras.regularizers.serialize(self.regularizer)}
 
 
 class ZeroPadShortcut(layers.Layer):
@@ -93,8 +96,25 @@ class ZeroPadShortcut(layers.Layer):
 
 
 def coupled_l2(weight_decay):
-    """Caffe's decay adds weight_decay * w to the gradient: the Keras penalty with half of it."""
+    """Caffe's decay adds weight_decay * w to the gradient: the Keras penalty with half of it.
+
+    Every trainable parameter is decayed: kernels, BN's gamma and beta, the classifier's bias.
+    The paper states weight decay 0.0001 with no exception (section 4.2), Caffe applies a
+    solver's weight_decay to every learnable blob unless a layer sets its decay_mult to 0 (the
+    CIFAR prototxts were not released), and the reimplementations that reproduced the paper's
+    CIFAR numbers, fb.resnet.torch and akamaster/pytorch_resnet_cifar10, decay every parameter
+    (SGD's weight_decay over model.parameters())."""
     return keras.regularizers.L2(weight_decay / 2)
+
+
+def msra_normal():
+    """The paper's initialisation (its reference [13], He et al. 2015, "Delving Deep into
+    Rectifiers"): a zero-mean Gaussian, not truncated, with std sqrt(2 / n), n = fan_in = k x k x
+    input channels. fan_in is Caffe's MSRAFiller default (the paper trained in Caffe) and what
+    akamaster's PyTorch CIFAR ResNets use (kaiming_normal_); fb.resnet.torch takes fan_out, which
+    differs only where a convolution changes the channel count. Keras' "he_normal" is a normal
+    truncated at 2 std and rescaled: no tail beyond 2.27 of its std, unlike the paper's."""
+    return keras.initializers.VarianceScaling(2.0, "fan_in", "untruncated_normal")
 
 
 @dataclass(frozen=True)
@@ -105,11 +125,16 @@ class Layers:
 
     def bn(self, x, name):
         """BN with the paper's Caffe settings: moving averages with momentum 0.9, epsilon 1e-5."""
-        layer = BatchNorm if self.batch_norm == "fused" else layers.BatchNormalization
-        return layer(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
+        decay = coupled_l2(self.weight_decay)
+        if self.batch_norm == "fused":
+            layer = BatchNorm(momentum=0.9, epsilon=1e-5, regularizer=decay, name=f"{name}_bn")
+        else:
+            layer = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, gamma_regularizer=decay,
+                                              beta_regularizer=decay, name=f"{name}_bn")
+        return layer(x)
 
     def conv(self, x, filters, stride=1, kernel=3, name=None):
-        """A bias-free convolution with He initialisation, padded as Caffe pads it.
+        """A bias-free convolution with the paper's initialisation, padded as Caffe pads it.
 
         Caffe pads (kernel - 1) / 2 pixels on *every* side, so output pixel i of a stride-2 3x3
         convolution is centred on input pixel 2i: the pixel that option A's shortcut x[::2, ::2]
@@ -124,7 +149,7 @@ class Layers:
             padding = "valid"
         return layers.Conv2D(
             filters, kernel, strides=stride, padding=padding, use_bias=False,
-            kernel_initializer="he_normal", kernel_regularizer=coupled_l2(self.weight_decay),
+            kernel_initializer=msra_normal(), kernel_regularizer=coupled_l2(self.weight_decay),
             name=f"{name}_conv",
         )(x)
 
@@ -184,11 +209,52 @@ def resnet(depth: int, shortcut: str = "identity", weight_decay: float = WEIGHT_
     if block == "preact":  # the last unit's sum is activated once before pooling
         x = layers.ReLU(name="final_relu")(nn.bn(x, "final"))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
+    # The paper does not say how its classifier starts. Its kernel gets the convolutions' MSRA
+    # Gaussian (n = 64 inputs), as in akamaster's PyTorch CIFAR ResNets, which reproduce Table 6;
+    # its bias starts at zero, as in fb.resnet.torch and under Caffe's default (constant) filler.
     outputs = layers.Dense(
-        classes, kernel_regularizer=coupled_l2(weight_decay), dtype="float32", name="logits"
+        classes, kernel_initializer=msra_normal(), kernel_regularizer=coupled_l2(weight_decay),
+        bias_regularizer=coupled_l2(weight_decay), dtype="float32", name="logits"
     )(x)
     name = "plain" if shortcut == "none" else f"resnet_{shortcut}"
     return keras.Model(inputs, outputs, name=f"{'preact_' if block == 'preact' else ''}{name}{depth}")
+
+
+def convolutions(model: keras.Model) -> list:
+    """Every convolution of the network (3x3 and 1x1 projections), in network order."""
+    return [layer for layer in model.layers if isinstance(layer, layers.Conv2D)]
+
+
+def gradient_norms(model: keras.Model):
+    """The paper's backward signal, measured: a function of (images, labels, iteration) that
+    returns, for every convolution in network order, the norm of the cross-entropy's gradient (no
+    weight decay) with respect to the convolution's output and to its kernel, on that batch, as
+    rows of gradients.csv. BN normalises with the batch's statistics, as in training, and its
+    moving statistics are left as they were: the measurement changes nothing in the network."""
+    convs = convolutions(model)
+    probe = keras.Model(model.inputs, [model.outputs[0], *[c.output for c in convs]])
+    kernels = [c.kernel for c in convs]
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    @tf.function(autograph=False)
+    def norms(images, labels):
+        kept = [tf.identity(v) for v in model.non_trainable_variables]
+        with tf.GradientTape() as tape:
+            logits, *outputs = probe(images, training=True)
+            loss = cross_entropy(labels, logits)
+        grads = tape.gradient(loss, [*outputs, *kernels])
+        for v, value in zip(model.non_trainable_variables, kept):
+            v.assign(value)
+        return tf.stack([tf.norm(tf.cast(g, tf.float32)) for g in grads])
+
+    def rows(images, labels, iteration: int) -> list[dict]:
+        values = norms(images, labels).numpy()
+        return [{"iteration": iteration, "index": i + 1, "layer": conv.name.removesuffix("_conv"),
+                 "output_gradient_norm": float(values[i]),
+                 "kernel_gradient_norm": float(values[len(convs) + i])}
+                for i, conv in enumerate(convs)]
+
+    return rows
 
 
 def trainable_parameters(model: keras.Model) -> int:

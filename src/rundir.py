@@ -21,9 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 
 COLUMNS = ["iteration", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error",
            "seconds", "eval_seconds", "images_per_second"]
+GRADIENT_COLUMNS = ["iteration", "index", "layer", "output_gradient_norm", "kernel_gradient_norm"]
 # Config keys that do not change what a run computes: a folder may be resumed with other values.
 RESUMABLE_KEYS = ("results_dir", "run_dir", "overwrite", "data.dir", "data.download",
-                  "checkpoint.every")
+                  "checkpoint.every", "threads")
 LOCK = ".lock"
 
 
@@ -207,6 +208,28 @@ def read_rows(path: Path, up_to_iteration: int) -> list[dict]:
 
 def write_rows(path: Path, rows: list[dict]) -> None:
     write_atomic(path, lambda f: pd.DataFrame(rows, columns=COLUMNS).to_csv(f, index=False))
+
+
+def read_gradients(path: Path, up_to_iteration: int) -> list[dict]:
+    """gradients.csv's rows up to a checkpoint's iteration; a file that cannot be read is set aside
+    (the gradients of the rows to come are still measured)."""
+    if not path.exists():
+        return []
+    try:
+        frame = pd.read_csv(path)
+        if not set(GRADIENT_COLUMNS) <= set(frame.columns):
+            raise ValueError(f"its header lacks {','.join(GRADIENT_COLUMNS)}")
+        frame = frame[GRADIENT_COLUMNS].astype({"iteration": int, "index": int})
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        aside = set_aside(path)
+        print(f"warning: {path} cannot be read ({e}); kept as {aside.name}", file=sys.stderr)
+        return []
+    return frame[frame.iteration <= up_to_iteration].to_dict("records")
+
+
+def write_gradients(path: Path, rows: list[dict]) -> None:
+    write_atomic(path, lambda f: pd.DataFrame(rows, columns=GRADIENT_COLUMNS).to_csv(
+        f, index=False, float_format="%.6g"))
 
 
 def comparable(cfg: DictConfig) -> dict:

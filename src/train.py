@@ -27,8 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 from src import data as cifar
 from src import rundir
 from src.config import check_config
-from src.models import resnet, responses, trainable_parameters
-from src.rundir import Checkpoint, read_rows, write_atomic, write_json, write_rows
+from src.models import gradient_norms, resnet, responses, trainable_parameters
+from src.rundir import (Checkpoint, read_gradients, read_rows, write_atomic, write_gradients,
+                        write_json, write_rows)
 
 # The warm-up (paper 4.2, 110 layers) ends once the training error, averaged over this many
 # batches (6,400 images at batch 128: about +-0.5 points of noise), is below
@@ -229,6 +230,7 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
         return finished
 
     t = cfg.train
+    use_threads(cfg.threads)
     keras.utils.set_random_seed(cfg.seed)
     if t.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -241,6 +243,7 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
     interval = Interval()
     train_step = make_train_step(model, optimizer, schedule, interval, t.warmup_until_error,
                                  t.jit_compile)
+    backward_signal = gradient_norms(model)
 
     # No Python control flow to convert; AutoGraph would also warn on the second run of a
     # multirun, whose test_step closes over another model.
@@ -272,15 +275,16 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
     schedule.warming_up.assign(state["warming_up"])
     interval.restore(state)
     rows = read_rows(run_dir / "metrics.csv", iteration)
+    gradients = read_gradients(run_dir / "gradients.csv", iteration)
+    board = TensorBoard(run_dir, rows)
     parameters = trainable_parameters(model)
     print(f"{model.name}: {parameters / 1e6:.2f}M parameters, "
           f"{t.iterations} iterations of {t.batch_size} images ({cfg.budget.name} budget) "
           f"-> {run_dir}" + (f", resuming at iteration {iteration}" if iteration else ""),
           flush=True)
-    if "SLURM_CPUS_PER_TASK" in os.environ:  # set by src/__init__.py from the job's CPUs
+    if cfg.threads is not None:
         print(f"threads: {tf.config.threading.get_intra_op_parallelism_threads()} intra-op, "
-              f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op "
-              f"(SLURM_CPUS_PER_TASK={os.environ['SLURM_CPUS_PER_TASK']})", flush=True)
+              f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op", flush=True)
 
     summary = {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True),
                "parameters": parameters, "hardware": hardware(),
@@ -343,6 +347,7 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
             if iteration % cfg.log.every == 0:
                 sums = read_interval()
                 eval_start = time.perf_counter()
+                gradients += backward_signal(images, labels, iteration)  # the row's last batch
                 tested = iteration % cfg.log.test_every == 0
                 test_loss, test_error = evaluate() if tested else (math.nan, math.nan)
                 eval_seconds = time.perf_counter() - eval_start
@@ -360,6 +365,8 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
                 # The row is written before the checkpoint that covers it, and rows past the
                 # checkpoint are dropped on resume: no gap and no duplicate, whenever the kill.
                 write_rows(run_dir / "metrics.csv", rows)
+                write_gradients(run_dir / "gradients.csv", gradients)
+                board.write(rows[-1])
                 interval.reset()
                 state["interval_seconds"] = 0.0
                 save_summary("running")
@@ -388,9 +395,55 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
                 save_summary("interrupted")
         raise
     finally:
+        board.close()
         for s, h in handlers.items():
             signal.signal(s, h)
     return summary
+
+
+class TensorBoard:
+    """TensorBoard scalars of the run in <run>/tensorboard/, a view of metrics.csv: written anew
+    from the kept rows whenever the run (re)starts, then one step per row, so a resumed run has
+    no duplicate or out-of-order points (rows past its checkpoint are dropped from both)."""
+
+    SCALARS = {"error/train": "train_error", "error/test": "test_error",
+               "loss/train": "train_loss", "loss/test": "test_loss", "lr": "lr",
+               "images_per_second": "images_per_second"}
+
+    def __init__(self, run_dir: Path, rows: list[dict]):
+        folder = run_dir / "tensorboard"
+        for old in folder.glob("events.out.tfevents.*"):
+            old.unlink()
+        self.writer = tf.summary.create_file_writer(str(folder))
+        for row in rows:
+            self.write(row, flush=False)
+        self.writer.flush()
+
+    def write(self, row: dict, flush=True) -> None:
+        with self.writer.as_default(step=int(row["iteration"])):
+            for tag, column in self.SCALARS.items():
+                if not math.isnan(row[column]):
+                    tf.summary.scalar(tag, row[column])
+        if flush:
+            self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def use_threads(threads: int | None) -> None:
+    """TensorFlow's intra- and inter-op thread pools: `threads` each (None: its default, every
+    core). A process can set them only before its first op: a later run of the same process
+    (a multirun) that asks for others is told, in one line, that they stay as they are."""
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    if threads is None or threads == current:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        print(f"warning: threads={threads} cannot take effect: this process already runs "
+              f"TensorFlow with {current or 'its default number of'} threads", file=sys.stderr)
 
 
 def preemption_signal() -> signal.Signals:

@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 from tensorflow.python.framework import config as tf_config
 from tensorflow_datasets.image_classification.cifar import Cifar10
 
+import experiments.gradients
 import experiments.responses
 import src.run
 import src.sweep
@@ -112,7 +113,8 @@ def run_process(*args, module="src.run", timeout=600):
 
 ENTRY_POINTS = {"src.run": lambda args: src.run.cli(),  # Hydra reads sys.argv
                 "src.sweep": src.sweep.main,  # its runs' output is not captured: use run_process
-                "experiments.responses": experiments.responses.main}
+                "experiments.responses": experiments.responses.main,
+                "experiments.gradients": experiments.gradients.main}
 
 
 def run(*args, module="src.run"):

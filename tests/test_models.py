@@ -48,6 +48,27 @@ def test_layer_count_and_output_shape(depth):
     assert feature_maps == {(32, 32, 16), (16, 16, 32), (8, 8, 64)}
 
 
+@pytest.mark.parametrize("layer, fan_in", [("stage3_block2_1_conv", 3 * 3 * 64),
+                                           ("stage2_block1_1_conv", 3 * 3 * 16)])
+def test_initial_kernels_are_an_untruncated_gaussian_with_std_sqrt_2_over_fan_in(layer, fan_in):
+    """The paper's MSRA init: N(0, 2 / n), n = fan_in (Caffe's MSRAFiller). A normal has 1.24% of
+    its mass beyond 2.5 std; Keras' he_normal, truncated at 2 std, has none."""
+    keras.utils.set_random_seed(0)
+    kernel = resnet(56, "identity").get_layer(layer).kernel.numpy().ravel()
+    std = np.sqrt(2 / fan_in)
+    assert kernel.std() == pytest.approx(std, rel=0.02)
+    assert abs(kernel.mean()) < 0.02 * std
+    beyond = np.mean(np.abs(kernel) > 2.5 * std)
+    assert 0.009 < beyond < 0.016, beyond
+
+
+def test_the_classifier_starts_with_the_msra_gaussian_and_a_zero_bias():
+    keras.utils.set_random_seed(0)
+    logits = resnet(20, "identity").get_layer("logits")
+    assert logits.kernel.numpy().std() == pytest.approx(np.sqrt(2 / 64), rel=0.1)  # 640 weights
+    assert not logits.bias.numpy().any()
+
+
 def test_residual_block_adds_the_shortcut_before_the_last_relu():
     model = resnet(20, "identity")
     add = model.get_layer("stage1_block1_add")
@@ -263,3 +284,28 @@ def test_layer_responses_equal_a_direct_numpy_computation(block):
     direct = [np.asarray(o, np.float64).std(axis=(0, 1, 2)).mean()
               for o in probe(images, training=False)]
     np.testing.assert_allclose(table["std"].to_numpy(), direct, rtol=1e-4)
+
+
+# --- the backward signal (gradients.csv) -----------------------------------------------------------
+
+def test_gradient_norms_equal_a_direct_computation_and_leave_the_network_as_it_was():
+    from src.models import convolutions, gradient_norms
+    keras.utils.set_random_seed(7)
+    model = resnet(8, "projection")
+    images = tf.random.normal((16, 32, 32, 3))
+    labels = tf.range(16) % 10
+    before = [v.numpy() for v in model.weights]
+    rows = gradient_norms(model)(images, labels, 5)
+    for v, old in zip(model.weights, before):  # BN's moving statistics included
+        np.testing.assert_array_equal(v.numpy(), old)
+    convs = convolutions(model)
+    assert [r["layer"] for r in rows] == [c.name.removesuffix("_conv") for c in convs]
+    assert len(rows) == 9 and {r["iteration"] for r in rows} == {5}  # 7 3x3 + 2 projections
+    probe = keras.Model(model.inputs, [model.outputs[0], *[c.output for c in convs]])
+    with tf.GradientTape() as tape:
+        logits, *outputs = probe(images, training=True)
+        loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, True))
+    grads = tape.gradient(loss, [*outputs, *[c.kernel for c in convs]])
+    direct = [float(tf.norm(g)) for g in grads]
+    np.testing.assert_allclose([r["output_gradient_norm"] for r in rows], direct[:9], rtol=1e-5)
+    np.testing.assert_allclose([r["kernel_gradient_norm"] for r in rows], direct[9:], rtol=1e-5)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from src.run import compose
-from src.rundir import COLUMNS, Checkpoint
+from src.rundir import COLUMNS, GRADIENT_COLUMNS, Checkpoint
 from src.train import build_model, make_optimizer
 from tests.conftest import LIGHT, interrupt_after_first_row, metrics, run, start
 
@@ -53,6 +53,22 @@ def test_smoke_run_writes_a_complete_run_folder(smoke):
     assert again.returncode == 0, again.stderr
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "responses.csv"), responses, rtol=1e-5)
 
+    gradients = pd.read_csv(run_dir / "gradients.csv")  # the backward signal at every row
+    assert list(gradients.columns) == GRADIENT_COLUMNS
+    assert gradients.iteration.tolist() == [i for i in (10, 20, 30) for _ in range(7)]
+    assert gradients.layer.tolist()[:3] == ["stem", "stage1_block1_1", "stage1_block1_2"]
+    assert (gradients[["output_gradient_norm", "kernel_gradient_norm"]] > 0).all().all()
+    again = run(str(run_dir), module="experiments.gradients")  # recomputed from the checkpoint
+    assert again.returncode == 0, again.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "gradients.csv"), gradients, rtol=1e-4)
+
+
+def tensorboard_steps(run_dir, tag="error/train") -> list[int]:
+    """The steps of one scalar in the run's TensorBoard events, read by TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    return [event.step for event in events.Tensors(tag)]
+
 
 def test_sigterm_checkpoints_mid_interval_and_the_rerun_continues_without_gaps(smoke):
     overrides, run_dir = smoke
@@ -65,6 +81,10 @@ def test_sigterm_checkpoints_mid_interval_and_the_rerun_continues_without_gaps(s
     assert resumed.returncode == 0, resumed.stderr
     assert ", resuming at iteration" in resumed.stdout
     assert metrics(run_dir).iteration.tolist() == list(range(10, 70, 10))
+    gradients = pd.read_csv(run_dir / "gradients.csv")
+    assert gradients.iteration.tolist() == [i for i in range(10, 70, 10) for _ in range(7)]
+    assert tensorboard_steps(run_dir) == list(range(10, 70, 10))  # no duplicate, in order
+    assert tensorboard_steps(run_dir, "error/test") == list(range(10, 70, 10))
 
 
 def test_resume_is_bit_identical_with_determinism(tmp_path):
@@ -77,6 +97,8 @@ def test_resume_is_bit_identical_with_determinism(tmp_path):
     assert run(*common, f"results_dir={resumed}").returncode == 0
     pd.testing.assert_frame_equal(metrics(straight / "smoke/runs/identity-8-s0")[LOSSES_AND_ERRORS],
                                   metrics(folder)[LOSSES_AND_ERRORS], check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_csv(straight / "smoke/runs/identity-8-s0/gradients.csv"),
+                                  pd.read_csv(folder / "gradients.csv"), check_exact=True)
 
 
 @pytest.mark.heavy

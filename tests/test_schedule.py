@@ -77,17 +77,40 @@ def test_warm_up_needs_the_whole_window_below_the_threshold_not_one_batch():
     assert not bool(schedule.warming_up.numpy())
 
 
+@pytest.mark.parametrize("batch_norm", ["fused", "keras"])
 @pytest.mark.parametrize("weight_decay", [1e-4, 5e-4])
-def test_weight_decay_is_caffe_style_coupled_l2(weight_decay):
-    """d/dw of the model's penalty is weight_decay * w on every kernel, as Caffe's weight_decay."""
-    model = resnet(20, weight_decay=weight_decay)
-    kernels = [model.get_layer(n).kernel for n in ("stem_conv", "stage2_block1_1_conv", "logits")]
+def test_weight_decay_is_caffe_style_coupled_l2_on_every_parameter(weight_decay, batch_norm):
+    """d/dw of the model's penalty is weight_decay * w on every trainable parameter (kernels,
+    BN's gamma and beta, the classifier's bias), as Caffe's weight_decay; none on BN's moving
+    statistics."""
+    model = resnet(20, weight_decay=weight_decay, batch_norm=batch_norm)
+    rng = np.random.default_rng(0)
+    for w in model.trainable_variables:  # gamma 1 and beta 0 would hide a missing decay
+        w.assign(rng.normal(1, 0.5, w.shape))
     with tf.GradientTape() as tape:
         penalty = tf.add_n(model.losses)
-    for kernel, grad in zip(kernels, tape.gradient(penalty, kernels)):
-        np.testing.assert_allclose(grad.numpy(), weight_decay * kernel.numpy(), rtol=1e-5)
-    assert len(model.losses) == 20  # every conv and the classifier; no BN parameters
+    grads = tape.gradient(penalty, model.trainable_variables)
+    assert len(model.trainable_variables) == 20 + 2 * 19 + 1  # kernels, gamma+beta of 19 BNs, bias
+    for w, grad in zip(model.trainable_variables, grads):
+        np.testing.assert_allclose(grad.numpy(), weight_decay * w.numpy(), rtol=1e-5, err_msg=w.path)
     assert compose().train.weight_decay == 1e-4
+
+
+def test_one_sgd_step_without_a_data_gradient_shrinks_every_parameter_by_lr_times_decay():
+    """The trainer's optimizer and the model's penalty alone: w <- w (1 - lr x 1e-4)."""
+    model = resnet(8)
+    optimizer, _ = make_optimizer(compose("depth=8"))
+    rng = np.random.default_rng(1)
+    for w in model.trainable_variables:
+        w.assign(rng.normal(1, 0.5, w.shape))
+    before = [w.numpy() for w in model.trainable_variables]
+    with tf.GradientTape() as tape:
+        penalty = tf.add_n(model.losses)
+    optimizer.apply_gradients(zip(tape.gradient(penalty, model.trainable_variables),
+                                  model.trainable_variables))
+    assert any(w.path.endswith("gamma") for w in model.trainable_variables)
+    for w, old in zip(model.trainable_variables, before):  # unchanged would be off by 1e-5
+        np.testing.assert_allclose(w.numpy(), old * (1 - 0.1 * 1e-4), rtol=1e-6, err_msg=w.path)
 
 
 def test_a_float16_step_skipped_on_overflow_still_counts_toward_the_milestones():
