@@ -5,25 +5,32 @@ SHELL := /bin/bash
 VENV       ?= .venv
 PY         := $(VENV)/bin/python
 TENSORFLOW ?= tensorflow-cpu==2.21.0## on a GPU machine: make setup TENSORFLOW='tensorflow[and-cuda]==2.21.0'
-BUDGET     ?= paper## paper | quick | smoke
+BUDGET     ?= paper## paper | long | quick | smoke
 SEEDS      ?= 1## seeds per configuration
-LAUNCHER   ?= basic## basic (one run after another) | joblib | submitit_local | slurm (conf/hydra/launcher/slurm.yaml)
+JOBS       ?= auto## runs at once on this machine: auto (measured: one per core if that is faster) | N
+LAUNCHER   ?= basic## basic (this machine, JOBS at once) | joblib | submitit_local | slurm (conf/hydra/launcher/slurm.yaml)
 RESULTS    ?= results## the root of all run folders, figures and tables
 ARGS       ?=## more run overrides, e.g. ARGS='depth=20,56 data.dir=/data/tfds'
 
-.PHONY: help setup test test-fast test-all reproduce-cifar figures bench
+.PHONY: help setup test test-fast test-all reproduce-cifar figures bench tensorboard
 
 help: ## list the targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "variables (make VAR=value): BUDGET SEEDS LAUNCHER RESULTS ARGS TENSORFLOW; TFDS_DATA_DIR and"
+	@echo "variables (make VAR=value): BUDGET SEEDS JOBS LAUNCHER RESULTS ARGS TENSORFLOW; TFDS_DATA_DIR and"
 	@echo "TFDS_DOWNLOAD=false in the environment point the runs at an existing copy of cifar10"
 
-setup: $(VENV)/.installed ## create .venv with the pinned dependencies
+setup: $(VENV)/.installed ## create .venv with the pinned dependencies and $(TENSORFLOW)
+	@grep -qxF '$(TENSORFLOW)' $(VENV)/.installed || { \
+		echo "installing $(TENSORFLOW) in place of $$(cat $(VENV)/.installed)"; \
+		$(PY) -m pip uninstall --quiet --yes tensorflow tensorflow-cpu 2>/dev/null; \
+		$(PY) -m pip install --quiet --disable-pip-version-check '$(TENSORFLOW)' && \
+		echo '$(TENSORFLOW)' > $(VENV)/.installed; }
 
+# The stamp holds the TensorFlow requirement it was made with: another TENSORFLOW= installs that.
 $(VENV)/.installed: requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt '$(TENSORFLOW)'
-	touch $@
+	echo '$(TENSORFLOW)' > $@
 
 test: setup ## the test suite without the slow tests (what CI runs)
 	$(PY) -m pytest -m "not slow"
@@ -34,13 +41,16 @@ test-fast: setup ## the fast tier: no processes of their own, no real data, no S
 test-all: setup ## every test, the slow ones included
 	$(PY) -m pytest
 
-reproduce-cifar: setup ## the sweep (BUDGET, SEEDS, LAUNCHER), then the figures and tables
-	$(PY) -m src.sweep budget=$(BUDGET) seeds=$(SEEDS) launcher=$(LAUNCHER) \
+reproduce-cifar: setup ## the sweep (BUDGET, SEEDS, JOBS, LAUNCHER), then the figures and tables
+	$(PY) -m src.sweep budget=$(BUDGET) seeds=$(SEEDS) jobs=$(JOBS) launcher=$(LAUNCHER) \
 		results_dir=$(RESULTS) $(ARGS); \
 	status=$$?; $(PY) -m experiments.figures $(RESULTS)/$(BUDGET) && exit $$status
 
 figures: setup ## figures and tables of every $(RESULTS)/<budget>/ from its run folders
 	$(PY) -m experiments.figures $(RESULTS)
 
-bench: setup ## images/s: bare step vs trainer vs input pipeline, precisions, XLA, FLOP/s
+bench: setup ## images/s: bare step vs trainer vs input pipeline, precisions, XLA, FLOP/s, packing
 	$(PY) -m src.bench $(ARGS)
+
+tensorboard: setup ## serve the TensorBoard scalars of every run under $(RESULTS) (localhost:6006)
+	$(PY) -m tensorboard.main --logdir $(RESULTS) --host 127.0.0.1 --port 6006

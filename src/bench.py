@@ -4,8 +4,9 @@ For each depth: (1) a bare compiled training step on in-memory tensors, the ceil
 trainer end to end (tfds data, augmentation, logging, checkpoints) and its ratio to (1); both
 with the fused and with Keras' batch norm, in interleaved rounds (the median is kept, and the
 spread between rounds shown); (3) the input pipeline alone; (4) precision and XLA variants of
-(1) and (2); (5) achieved FLOP/s against the CPU's peak. Printed as a table and written to
-results/bench/bench.csv.
+(1) and (2); (5) achieved FLOP/s against the CPU's peak; (6) the sweep's packing: the bare step
+in one process on every core against one process per core, each on one thread, all at once.
+Printed as a table and written to results/bench/bench.csv.
 
     python -m src.bench [--depths 20 56 110] [--steps 15] [--rounds 2] [data.dir=... overrides]
 """
@@ -14,6 +15,8 @@ import contextlib
 import io
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +31,8 @@ from src import data as cifar
 from src.models import resnet
 from src.run import compose
 from src.rundir import write_text
-from src.train import Interval, hardware, make_optimizer, make_train_step, train, versions
+from src.train import (Interval, hardware, make_optimizer, make_train_step, train, use_threads,
+                       versions)
 
 
 def training_flops(model) -> float:
@@ -80,6 +84,49 @@ def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, c
     return rate, model
 
 
+def timed_rate(depth, seconds, start_at) -> float:
+    """images/s of the bare step (batch 128) over `seconds`, from the wall-clock time `start_at`
+    on, so that processes started together measure the same moment."""
+    model = resnet(depth, "identity")
+    optimizer, schedule = make_optimizer(compose(f"depth={depth}"))
+    interval = Interval()
+    step = make_train_step(model, optimizer, schedule, interval)
+    images, labels = tf.random.normal((128, 32, 32, 3)), tf.range(128) % 10
+    while True:  # trace and warm up until the start
+        step(images, labels)
+        interval.read()
+        if time.time() >= start_at:
+            break
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step(images, labels)
+        interval.read()
+        steps += 1
+    return steps * 128 / (time.perf_counter() - start)
+
+
+def packed_rates(depth: int, jobs: int, threads: int | None, seconds=6.0) -> list[float]:
+    """images/s of each of `jobs` processes training the bare step at once, `threads` threads
+    each (None: TensorFlow's default, every core), measured over the same `seconds`."""
+    start_at = time.time() + 12  # time to import TensorFlow and build the network
+    workers = [subprocess.Popen(
+        [sys.executable, "-m", "src.bench", "--rate-of", str(depth), "--seconds", str(seconds),
+         "--start-at", str(start_at), *(["--threads", str(threads)] if threads else [])],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(jobs)]
+    rates = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=300)
+        if worker.returncode:
+            raise RuntimeError(f"the packing measurement failed (exit {worker.returncode})")
+        rates.append(float(out.split()[-1]))
+    return rates
+
+
+def packing_gain(depth: int, jobs: int) -> float:
+    """Images/s of `jobs` one-thread processes at once over one process on every core."""
+    return sum(packed_rates(depth, jobs, 1)) / packed_rates(depth, 1, None)[0]
+
+
 def trainer(depth, overrides, steps):
     """images/s of the real trainer between its logged rows (evaluation excluded, checkpoints in),
     over rows of 2 x `steps` iterations: shorter ones put more noise than signal into the ratio
@@ -112,7 +159,15 @@ def main():
     parser.add_argument("--rounds", type=int, default=2,
                         help="interleaved rounds of the float32 fused vs Keras batch-norm runs")
     parser.add_argument("--out", default="results/bench/bench.csv")
+    parser.add_argument("--rate-of", type=int, help=argparse.SUPPRESS)  # a packing worker's depth
+    parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=6.0, help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args()
+    if args.rate_of:  # one worker of packed_rates
+        use_threads(args.threads)
+        print(timed_rate(args.rate_of, args.seconds, args.start_at))
+        return
     tf.get_logger().setLevel("ERROR")  # each trainer run traces its own functions anew
     gpu = bool(tf.config.list_physical_devices("GPU"))
     precisions = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if gpu else [])
@@ -146,6 +201,13 @@ def main():
             measure(depth, "trainer", precision)
         measure(depth, "bare step", xla=True)
         rows.append({"depth": depth, "what": "input pipeline", "images_per_second": input_rate})
+        if os.cpu_count() > 1 and not gpu:  # the sweep's packing, measured as the sweep does
+            jobs = os.cpu_count()
+            for what, rates in [("1 process", packed_rates(depth, 1, None)),
+                                (f"{jobs} packed", packed_rates(depth, jobs, 1))]:
+                rows.append({"depth": depth, "what": what, "images_per_second": sum(rates)})
+                print(f"depth {depth:>4} {what:<9} {sum(rates):7.1f} img/s in all "
+                      f"({' + '.join(f'{r:.0f}' for r in rates)})", flush=True)
     key = ["depth", "what", "precision", "batch_norm", "xla"]
     table = pd.DataFrame(rows).groupby(key, sort=False, dropna=False).agg(
         images_per_second=("images_per_second", "median"),
@@ -179,6 +241,13 @@ def main():
     for depth, ratio in table.groupby("depth").fused_over_keras_trainer.first().items():
         print(f"ResNet-{depth}: trainer with fused batch norm {ratio:.2f}x the trainer with "
               "Keras' batch norm")
+    by_what = table.set_index(["depth", "what"]).images_per_second
+    for depth in args.depths:
+        if (depth, "1 process") in by_what.index:
+            jobs = os.cpu_count()
+            print(f"ResNet-{depth}: {jobs} packed one-thread processes "
+                  f"{by_what[depth, f'{jobs} packed'] / by_what[depth, '1 process']:.2f}x the "
+                  f"images/s of one process on all {jobs} cores (the sweep's jobs=auto)")
     print(f"written to {out}")
 
 

@@ -283,8 +283,10 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
           f"-> {run_dir}" + (f", resuming at iteration {iteration}" if iteration else ""),
           flush=True)
     if cfg.threads is not None:
+        slurm = os.environ.get("SLURM_CPUS_PER_TASK")
         print(f"threads: {tf.config.threading.get_intra_op_parallelism_threads()} intra-op, "
-              f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op", flush=True)
+              f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op"
+              + (f" (SLURM_CPUS_PER_TASK={slurm})" if slurm else ""), flush=True)
 
     summary = {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True),
                "parameters": parameters, "hardware": hardware(),

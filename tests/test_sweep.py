@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from src.run import compose
-from tests.conftest import (interrupt_process_after_first_row, metrics, run, run_process,
-                            start, wait_for_first_row)
+from tests.conftest import (LIGHT, interrupt_process_after_first_row, metrics, run,
+                            run_process, start, wait_for_first_row)
 
 
 @pytest.mark.heavy
 def test_sweep_skips_finished_runs_reports_failures_and_exits_nonzero(tmp_path):
-    sweep = ["budget=smoke", "depth=8", "shortcut=none,identity", f"results_dir={tmp_path}"]
+    sweep = ["budget=smoke", "depth=8", "shortcut=none,identity", "jobs=1",
+             f"results_dir={tmp_path}"]
     first = run_process(*sweep, module="src.sweep")
     assert first.returncode == 0, first.stderr
     assert "plan: 2 runs, budget smoke (30 iterations each)" in first.stdout
@@ -28,8 +29,10 @@ def test_sweep_skips_finished_runs_reports_failures_and_exits_nonzero(tmp_path):
     (plain / "summary.json").write_text(json.dumps(summary))
     second = run_process(*sweep, module="src.sweep")
     assert second.returncode == 1
-    assert "finished" in second.stdout and "is finished" in second.stdout  # identity-8 skipped
+    assert re.search(r"identity-8-s0\s+finished", second.stdout)  # skipped
+    assert "run 1 of 1: none-8-s0" in second.stdout and "identity-8-s0;" not in second.stdout
     assert re.search(r"none-8-s0\s+conflict", second.stdout)
+    assert "holds a run with another config" in second.stderr  # the run's own words
     assert f"not finished: {plain} (conflict at iteration 0)" in second.stderr
     assert "sweep: 1 of 2 runs finished" in second.stdout
     assert json.loads((runs / "identity-8-s0/summary.json").read_text())["status"] == "finished"
@@ -38,6 +41,7 @@ def test_sweep_skips_finished_runs_reports_failures_and_exits_nonzero(tmp_path):
 def test_sweep_refuses_bad_values_before_running_anything(tmp_path):
     for word, message in [("launcher=slurmish", "launcher='slurmish' is not allowed"),
                           ("seeds=0", "seeds='0' is not allowed"),
+                          ("jobs=0", "jobs='0' is not allowed: auto or a whole number"),
                           ("depth=20,22", "depth=22 is not allowed")]:
         result = run("budget=smoke", f"results_dir={tmp_path}", word, module="src.sweep")
         assert result.returncode != 0 and message in result.stderr, result.stderr
@@ -61,6 +65,36 @@ def test_the_quick_sweep_covers_figure_6_with_three_seeds_where_the_claims_are_m
         ("20", "identity", "original", 2)]
 
 
+def test_the_long_sweep_scouts_first_then_the_resnet_seeds_then_the_plain_pair():
+    from src.sweep import parse, planned_runs
+    options, grids, passed = parse(["budget=long", "results_dir=/tmp/l"])
+    cfgs = planned_runs(options, grids, passed)
+    names = [cfg.run_dir.rsplit("/", 1)[1] for cfg in cfgs]
+    assert names == ["identity-20-s0", "identity-56-s0", "identity-20-s1", "identity-20-s2",
+                     "identity-56-s1", "identity-56-s2", "none-20-s0", "none-20-s1", "none-56-s0",
+                     "none-56-s1", "identity-110-s0", "preact-identity-110-s0"]
+    assert {cfg.train.iterations for cfg in cfgs} == {8000}
+    assert list(cfgs[0].train.milestones) == [0.5, 0.75]
+
+
+@pytest.mark.heavy
+def test_a_packed_sweep_runs_two_at_once_on_one_thread_each_and_labels_their_lines(tmp_path):
+    sweep = ["budget=smoke", "depth=8", "shortcut=none,identity", "jobs=2", *LIGHT,
+             "train.iterations=40", f"results_dir={tmp_path}"]
+    result = run_process(*sweep, module="src.sweep")
+    assert result.returncode == 0, result.stderr
+    assert "run 1 of 2: none-8-s0" in result.stdout and "run 2 of 2: identity-8-s0" in result.stdout
+    for name in ("none-8-s0", "identity-8-s0"):
+        assert f"{name:<22}| threads: 1 intra-op, 1 inter-op" in result.stdout
+        assert metrics(tmp_path / "smoke/runs" / name).iteration.tolist() == [10, 20, 30, 40]
+    # Both ran at once: each started before the other finished.
+    lines = result.stdout.splitlines()
+    starts = [i for i, line in enumerate(lines) if "threads: 1 intra-op" in line]
+    ends = [i for i, line in enumerate(lines) if "| finished:" in line]
+    assert len(starts) == 2 and max(starts) < min(ends)
+    assert "sweep: 2 of 2 runs finished" in result.stdout
+
+
 def sweep_processes(root) -> list[str]:
     """Command lines of the live processes working under `root` (the sweep's and its runs')."""
     found = []
@@ -75,14 +109,17 @@ def sweep_processes(root) -> list[str]:
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_stopping_the_sweep_stops_its_runs_and_the_rerun_completes_the_curves(tmp_path, sig):
-    """SIGTERM: the sweep passes it on and waits; SIGKILL: the run gets SIGTERM from the kernel
-    as its parent dies. Either way no run trains on alone, and the rerun ends with whole curves."""
+@pytest.mark.parametrize("sig, jobs", [(signal.SIGTERM, 1), (signal.SIGKILL, 1),
+                                       (signal.SIGTERM, 2)])
+def test_stopping_the_sweep_stops_its_runs_and_the_rerun_completes_the_curves(tmp_path, sig, jobs):
+    """SIGTERM: the sweep passes it on to every running run and waits; SIGKILL: the runs get
+    SIGTERM from the kernel as their parent dies. Either way no run trains on alone, and the rerun
+    ends with whole curves."""
     sweep = ["budget=smoke", "depth=8", "shortcut=none,identity", "train.iterations=60",
-             f"results_dir={tmp_path}"]
-    first = tmp_path / "smoke/runs/none-8-s0"
-    stopped = interrupt_process_after_first_row(first, *sweep, sig=sig, module="src.sweep")
+             f"jobs={jobs}", f"results_dir={tmp_path}"]
+    runs = tmp_path / "smoke/runs"
+    stopped = interrupt_process_after_first_row(runs / "none-8-s0", *sweep, sig=sig,
+                                                module="src.sweep")
     if sig == signal.SIGTERM:
         assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
         assert "sweep stopped by signal 15" in stopped.stderr
@@ -90,14 +127,18 @@ def test_stopping_the_sweep_stops_its_runs_and_the_rerun_completes_the_curves(tm
     while sweep_processes(tmp_path) and time.time() < deadline:
         time.sleep(0.2)
     assert not sweep_processes(tmp_path)
-    summary = json.loads((first / "summary.json").read_text())
+    summary = json.loads((runs / "none-8-s0/summary.json").read_text())
     assert summary["status"] == "interrupted" and 10 <= summary["iterations"] < 60
-    assert not (tmp_path / "smoke/runs/identity-8-s0/summary.json").exists()  # never started
+    if jobs == 1:
+        assert not (runs / "identity-8-s0/summary.json").exists()  # never started
+    else:  # started beside the first, stopped with it (or, started late, not at all)
+        other = runs / "identity-8-s0/summary.json"
+        assert not other.exists() or json.loads(other.read_text())["status"] == "interrupted"
 
     again = run_process(*sweep, module="src.sweep")
     assert again.returncode == 0, again.stderr
     for name in ("none-8-s0", "identity-8-s0"):
-        assert metrics(tmp_path / "smoke/runs" / name).iteration.tolist() == list(range(10, 70, 10))
+        assert metrics(runs / name).iteration.tolist() == list(range(10, 70, 10))
 
 
 @pytest.mark.heavy
