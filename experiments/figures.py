@@ -3,10 +3,11 @@ from run folders alone.
 
     python -m experiments.figures [results/quick | results ...]
 
-Reads <budget folder>/runs/*/{metrics.csv,summary.json,responses.csv}; writes figure1.png,
-figure6.png, figure7.png, figure_preact.png, table6.md, table6.csv and README.md into each budget
-folder. Works on any subset of runs (what is missing is named) and aggregates seeds: the mean
-line with a band of +-1 std, and n for every network.
+Reads <budget folder>/runs/*/{metrics.csv,summary.json,responses.csv,gradients.csv}; writes
+figure_depth (the headline: final error against depth, every seed a dot, the paper's values
+beside), figure1, figure6, figure7, figure_gradients and figure_preact, each as .png and .pdf,
+table6.md, table6.csv and README.md into each budget folder. Works on any subset of runs (what is
+missing is named); every seed is drawn, thin, under the mean of its network.
 """
 import json
 import sys
@@ -20,21 +21,24 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from experiments.paper import PLAIN_TEST_ERROR, RESNET_TEST_ERROR  # noqa: E402
+from experiments.paper import (PLAIN_TEST_ERROR, PLAIN_TRAIN_ERROR,  # noqa: E402
+                               RESNET_TEST_ERROR)
 
 NAMES = {"none": "plain", "identity": "ResNet", "projection": "ResNet-B",
          "all_projection": "ResNet-C"}
 # The rule every claim is judged by, fixed before the runs: a difference of means is "shown" when
-# it exceeds SHOWN_AT times the larger seed std of the networks compared (a network with one
-# seed has no std of its own; with one seed on every side nothing can be shown).
+# it exceeds SHOWN_AT times the larger seed std of the networks compared. A network with one seed
+# has no spread, so a comparison with a one-seed side is "not decided", never "shown".
 SHOWN_AT = 2
+CHANCE = 90  # % error of a guess among 10 classes
 
 
-def load_runs(budget_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def load_runs(budget_dir: Path) -> tuple[pd.DataFrame, ...]:
     """(curves: a row per run and logged iteration; runs: a row per run, from summary.json;
-    responses: a row per run and 3x3 layer, from responses.csv where the run has one)."""
+    responses: a row per run and 3x3 layer, from responses.csv where the run has one; gradients:
+    a row per run, logged iteration and convolution, from gradients.csv where the run has one)."""
     from src.rundir import damage  # one rule for what is damaged: the runs' own
-    curves, runs, responses = [], [], []
+    curves, runs, responses, gradients = [], [], [], []
     for summary_path in sorted(budget_dir.glob("runs/*/summary.json")):
         problem = damage(summary_path.parent)
         if problem:
@@ -60,8 +64,11 @@ def load_runs(budget_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
         curves.append(pd.read_csv(metrics).assign(**run))
         if summary_path.with_name("responses.csv").exists():
             responses.append(pd.read_csv(summary_path.with_name("responses.csv")).assign(**run))
+        if summary_path.with_name("gradients.csv").exists():
+            gradients.append(pd.read_csv(summary_path.with_name("gradients.csv")).assign(
+                **run, milestone=c["train"]["milestones"][0] * summary["iterations"]))
     if not runs:
-        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     runs = pd.DataFrame(runs)
     n = runs.groupby("name").seed.transform("nunique")
     runs["label"] = runs.name + " (n=" + n.astype(str) + ")"
@@ -71,7 +78,8 @@ def load_runs(budget_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
     responses = pd.concat(responses, ignore_index=True) if responses else pd.DataFrame()
     if not responses.empty:
         responses["label"] = responses.name.map(labels)
-    return curves, runs, responses
+    gradients = pd.concat(gradients, ignore_index=True) if gradients else pd.DataFrame()
+    return curves, runs, responses, gradients
 
 
 def _order(frame) -> list[str]:
@@ -79,15 +87,40 @@ def _order(frame) -> list[str]:
     return frame.sort_values(["net", "depth"]).label.drop_duplicates().tolist()
 
 
+def _lines(ax, data, y, palette, order, **style):
+    """Each seed a thin line, the mean over seeds a bold one, one colour per network."""
+    for label in order:
+        net = data[data.label == label]
+        if net.empty:
+            continue
+        if net.seed.nunique() > 1:
+            for _, seed in net.groupby("seed"):
+                ax.plot(seed.iteration, seed[y], color=palette[label], linewidth=0.6, alpha=0.45,
+                        linestyle=style.get("linestyle", "-"))
+        mean = net.groupby("iteration")[y].mean()
+        ax.plot(mean.index, mean.values, color=palette[label], **style)
+
+
+def _chance(ax):
+    ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1)
+    ax.annotate("chance", (1, CHANCE), xycoords=("axes fraction", "data"), ha="right",
+                va="bottom", fontsize=7, color="grey")
+
+
 def _curves(ax, curves, title, palette):
-    """Dashed: training error; bold: test error; one colour per network; mean +- std over seeds."""
-    kw = dict(x="iteration", hue="label", hue_order=_order(curves), palette=palette,
-              errorbar="sd", ax=ax)
-    sns.lineplot(data=curves, y="train_error", linestyle="--", linewidth=1, legend=False, **kw)
-    tested = curves.dropna(subset=["test_error"])
-    sns.lineplot(data=tested, y="test_error", linewidth=2.2, marker="o", markersize=4, **kw)
-    ax.set(title=title, xlabel="iterations", ylabel="error (%)")
-    ax.legend(title="dashed: train, bold: test", fontsize=8, title_fontsize=8)
+    """Dashed: training error; bold: test error; one colour per network; thin: single seeds."""
+    order = _order(curves)
+    _lines(ax, curves, "train_error", palette, order, linestyle="--", linewidth=1.2)
+    _lines(ax, curves.dropna(subset=["test_error"]), "test_error", palette, order,
+           linewidth=2.2, marker="o", markersize=3)
+    _chance(ax)
+    ax.set(title=title, xlabel="iterations", ylabel="error (%)", ylim=(0, 100))
+    handles = [plt.Line2D([], [], color=palette[label], linewidth=2.2, label=label)
+               for label in order]
+    handles += [plt.Line2D([], [], color="black", linestyle="--", linewidth=1.2, label="training"),
+                plt.Line2D([], [], color="black", linewidth=2.2, label="test"),
+                plt.Line2D([], [], color="black", linewidth=0.6, alpha=0.45, label="one seed")]
+    ax.legend(handles=handles, fontsize=7, ncols=2)
 
 
 def _seeds(runs) -> str:
@@ -97,24 +130,29 @@ def _seeds(runs) -> str:
 
 
 def _budget_title(runs):
-    return (f"budget '{runs.budget.iloc[0]}': {runs.iterations.max():,} iterations, "
-            f"{_seeds(runs)} per net (n in the legend), {runs.cpu.iloc[0]}"
-            + (f", {runs.gpus.iloc[0]}" if runs.gpus.iloc[0] else ""))
+    """The budget behind a figure (the hardware is in the README's provenance list)."""
+    return (f"budget '{runs.budget.iloc[0]}': {runs.iterations.max():,} iterations "
+            f"(the paper: 64,000), {_seeds(runs)} per net (n in the legend)")
 
 
-def _by_depth(frame, colours="viridis_r") -> dict:
-    """One colour per depth, the same in every panel and figure."""
-    depths = sorted(frame.depth.unique())
-    colour = dict(zip(depths, sns.color_palette(colours, len(depths))))
-    return {label: colour[depth] for label, depth in zip(frame.label, frame.depth)}
+DEPTH_COLOURS = {20: "tab:blue", 32: "tab:green", 44: "tab:orange", 56: "tab:red",
+                 110: "tab:purple", 1202: "black"}
+
+
+def _by_depth(frame) -> dict:
+    """One colour per depth, the same in every panel and figure, far apart for 20/32/44."""
+    return {label: DEPTH_COLOURS.get(depth, "tab:brown")
+            for label, depth in zip(frame.label, frame.depth)}
 
 
 def _save(fig, out: Path):
-    """Write atomically: a kill leaves the old figure, never a torn one."""
-    tmp = out.with_name(f".{out.name}.tmp.png")
-    fig.savefig(tmp, dpi=110)
+    """Write the PNG and a vector PDF beside it, atomically: a kill leaves the old figure, never
+    a torn one."""
+    for path in (out, out.with_suffix(".pdf")):
+        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        tmp.replace(path)
     plt.close(fig)
-    tmp.replace(out)
 
 
 def figure1(curves, runs, out: Path) -> bool:
@@ -122,16 +160,25 @@ def figure1(curves, runs, out: Path) -> bool:
     if plain.depth.nunique() < 2:
         print("figure1: needs plain-20 and plain-56; skipped")
         return False
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharex=True, sharey=True)
     palette = {label: "tab:orange" if depth == 20 else "tab:red"
                for label, depth in zip(plain.label, plain.depth)}
+    order = _order(plain)
     for ax, column, what in zip(axes, ["train_error", "test_error"], ["training", "test"]):
-        sns.lineplot(data=plain.dropna(subset=[column]), x="iteration", y=column, hue="label",
-                     hue_order=_order(plain), palette=palette, errorbar="sd", ax=ax,
-                     marker="o" if column == "test_error" else None)
-        ax.set(title=f"{what} error", xlabel="iterations", ylabel="error (%)")
-        ax.legend(title="plain network", fontsize=8, title_fontsize=8)
-    fig.suptitle(f"Figure 1: plain-20 vs plain-56 on CIFAR-10. {_budget_title(runs)}", fontsize=9)
+        _lines(ax, plain.dropna(subset=[column]), column, palette, order, linewidth=2,
+               marker="o" if column == "test_error" else None, markersize=3)
+        _chance(ax)
+        ax.set(title=f"{what} error", xlabel="iterations", ylabel="error (%)", ylim=(0, 100))
+        ax.legend(handles=[plt.Line2D([], [], color=palette[label], linewidth=2, label=label)
+                           for label in order] +
+                  [plt.Line2D([], [], color="black", linewidth=0.6, alpha=0.45,
+                              label="one seed")], fontsize=8)
+    final = runs[runs.net == "plain"].groupby("depth").train_error.mean()
+    verdict = ("the 56-layer plain net trains worse than the 20-layer one"
+               if final.get(56, 0) > final.get(20, 100) else
+               "the 56-layer plain net does not train worse here")
+    fig.suptitle(f"Figure 1: {verdict} (training error {final.get(20, np.nan):.1f}% vs "
+                 f"{final.get(56, np.nan):.1f}%)\n{_budget_title(runs)}", fontsize=10)
     fig.tight_layout()
     _save(fig, out)
     return True
@@ -148,12 +195,14 @@ def figure6(curves, runs, out: Path) -> bool:
         print("figure6: no plain or ResNet runs; skipped")
         return False
     palette = _by_depth(curves[curves.net.isin(["plain", "ResNet"])])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), sharex=True,
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.6), sharex=True,
                              sharey=True, squeeze=False)
     for ax, (title, data) in zip(axes[0], panels):
         _curves(ax, data, title, palette)
-    fig.suptitle(f"Figure 6: CIFAR-10 training (dashed) and test (bold) error. "
-                 f"{_budget_title(runs)}", fontsize=9)
+    finding = "; ".join(f"{net}s: deeper trains {_trend(runs, net)}" for net in ("plain", "ResNet")
+                        if runs[runs.net == net].depth.nunique() > 1)
+    fig.suptitle(f"Figure 6: {finding or 'CIFAR-10 error'} (training dashed, test bold)\n"
+                 f"{_budget_title(runs)}", fontsize=10)
     fig.tight_layout()
     _save(fig, out)
     return True
@@ -162,25 +211,139 @@ def figure6(curves, runs, out: Path) -> bool:
 FIGURE7_NETS = ["plain-20", "plain-56", "ResNet-20", "ResNet-56", "ResNet-110"]
 
 
+def _trend(runs, net, column="train_error") -> str:
+    """"worse" or "better": how the deepest `net` ends against its shallowest (means over seeds)."""
+    final = runs[runs.net == net].groupby("depth")[column].mean()
+    return "worse" if final.iloc[-1] > final.iloc[0] else "better"
+
+
+def figure_depth(runs, out: Path) -> bool:
+    """The headline: final training (left) and test (right) error against depth, a line of means
+    per family, every seed a dot, the paper's 64k-iteration values as hollow markers."""
+    data = runs[runs.net.isin(["plain", "ResNet", "pre-act ResNet"])]
+    if data.depth.nunique() < 2:
+        print("figure_depth: needs two depths of one family; skipped")
+        return False
+    colours = {"plain": "tab:red", "ResNet": "tab:blue", "pre-act ResNet": "tab:green"}
+    paper = {("plain", "train_error"): PLAIN_TRAIN_ERROR, ("plain", "test_error"): PLAIN_TEST_ERROR,
+             ("ResNet", "test_error"): RESNET_TEST_ERROR}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
+    for ax, column, what in zip(axes, ["train_error", "test_error"], ["training", "test"]):
+        for net, group in data.groupby("net"):
+            mean = group.groupby("depth")[column].mean()
+            ax.plot(mean.index, mean.values, color=colours[net], linewidth=2, marker="s",
+                    markersize=5, label=f"{net} (mean)")
+            ax.scatter(group.depth, group[column], color=colours[net], s=14, alpha=0.6, zorder=3)
+            values = paper.get((net, column), {})
+            shown = {d: v for d, v in values.items() if d in set(group.depth)}
+            if shown:
+                ax.scatter(list(shown), list(shown.values()), facecolors="none",
+                           edgecolors=colours[net], s=50, linewidths=1.5, zorder=3,
+                           label=f"{net}, paper, 64k it." + (" (approx.)" if net == "plain" else ""))
+        ax.scatter([], [], color="grey", s=14, alpha=0.6, label="one seed")
+        ax.set(title=f"final {what} error", xlabel="depth (layers)", ylabel="error (%)",
+               xscale="log", ylim=(0, None))
+        ax.set_xticks(sorted(data.depth.unique()), [str(d) for d in sorted(data.depth.unique())])
+        ax.minorticks_off()
+        ax.legend(fontsize=7)
+    finding = "; ".join(f"{net}s: deeper trains {_trend(data, net)}"
+                        for net in ("plain", "ResNet") if data[data.net == net].depth.nunique() > 1)
+    fig.suptitle(f"Error against depth: {finding}\n{_budget_title(runs)}", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out)
+    return True
+
+
 def figure7(responses, runs, out: Path) -> bool:
-    """Std of each 3x3 layer's response on the test set: in layer order (top), sorted (bottom)."""
+    """Std of each 3x3 layer's response on the test set: in layer order (top), sorted (bottom),
+    on a log axis so that plain-56's large first layers leave every other curve visible."""
     if responses.empty or not responses.name.isin(FIGURE7_NETS).any():
         print("figure7: no responses.csv of plain or ResNet runs; skipped")
         return False
     data = responses[responses.name.isin(FIGURE7_NETS)].copy()
     data["rank"] = data.groupby(["name", "seed"])["std"].rank(ascending=False, method="first")
+    means = data.groupby("label")["std"].mean()
+    data["label"] = data.label.map(lambda label: f"{label}: mean std {means[label]:.2f}")
     palette = {label: sns.color_palette("tab10")[FIGURE7_NETS.index(name)]
                for label, name in zip(data.label, data.name)}
-    dashes = {label: (2, 1) if label.startswith("plain") else "" for label in data.label}
-    fig, axes = plt.subplots(2, 1, figsize=(9, 7))
+    fig, axes = plt.subplots(2, 1, figsize=(9, 7.5))
     for ax, x, title in [(axes[0], "index", "layer index (original order)"),
                          (axes[1], "rank", "layer index (sorted by magnitude)")]:
-        sns.lineplot(data=data, x=x, y="std", hue="label", style="label", dashes=dashes,
-                     hue_order=_order(data), palette=palette, errorbar="sd", ax=ax, linewidth=1.2)
-        ax.set(xlabel=title, ylabel="std")
-        ax.legend(fontsize=8, ncols=2)
-    fig.suptitle("Figure 7: std of the 3x3 layers' responses (after BN, before ReLU/addition) on "
-                 f"the test set.\n{_budget_title(runs)}", fontsize=9)
+        for label in _order(data):
+            net = data[data.label == label]
+            style = dict(color=palette[label], linestyle="--" if label.startswith("plain") else "-")
+            if net.seed.nunique() > 1:
+                for _, seed in net.groupby("seed"):
+                    ax.plot(seed[x], seed["std"], linewidth=0.5, alpha=0.4, **style)
+            mean = net.groupby(x)["std"].mean()
+            ax.plot(mean.index, mean.values, linewidth=1.5, label=label, **style)
+        ax.set(xlabel=title, ylabel="std (log scale)", yscale="log")
+        ax.legend(fontsize=7, ncols=2)
+    per_run = responses.groupby("name")["std"].mean()
+    finding = ("ResNets respond more weakly than plain nets" if {"plain-56", "ResNet-56"} <=
+               set(per_run.index) and per_run["ResNet-56"] < per_run["plain-56"] else
+               "layer responses of plain nets and ResNets")
+    fig.suptitle(f"Figure 7: {finding} (std of each 3x3 layer's output after BN, on the test "
+                 f"set)\n{_budget_title(runs)}", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out)
+    return True
+
+
+GRADIENT_NETS = ["plain-20", "plain-56", "ResNet-20", "ResNet-56"]
+
+
+def gradient_points(gradients) -> pd.DataFrame:
+    """Each run's gradients at three moments: its first row, its last row before the first lr
+    drop, its last row; averaged over seeds per network, moment and layer."""
+    rows = []
+    for (name, seed), run in gradients[gradients.name.isin(GRADIENT_NETS)].groupby(["name", "seed"]):
+        iterations = sorted(run.iteration.unique())
+        before = [i for i in iterations if i <= run.milestone.iloc[0]] or iterations[:1]
+        for moment, iteration in [("start", iterations[0]), ("before the first lr drop", before[-1]),
+                                  ("end", iterations[-1])]:
+            rows.append(run[run.iteration == iteration].assign(moment=moment))
+    if not rows:
+        return pd.DataFrame()
+    return (pd.concat(rows).groupby(["name", "moment", "index"], sort=False)
+            .output_gradient_norm.mean().reset_index())
+
+
+def gradient_ratios(points) -> pd.DataFrame:
+    """Per network and moment: the mean gradient norm of the first 3 layers over the last 3."""
+    def ratio(layers):
+        layers = layers.sort_values("index").output_gradient_norm
+        return layers.iloc[:3].mean() / layers.iloc[-3:].mean()
+    return points.groupby(["name", "moment"], sort=False)[["index", "output_gradient_norm"]] \
+        .apply(ratio).rename("first_over_last").reset_index()
+
+
+def figure_gradients(gradients, runs, out: Path) -> bool:
+    """The paper's argument that degradation is not vanishing gradients: the norm of the loss
+    gradient at each convolution's output, against layer index, at three moments of training."""
+    points = gradient_points(gradients) if not gradients.empty else pd.DataFrame()
+    if points.empty:
+        print("figure_gradients: no gradients.csv of plain or ResNet 20/56 runs; skipped")
+        return False
+    moments = list(dict.fromkeys(points.moment))
+    palette = {name: sns.color_palette("tab10")[i] for i, name in enumerate(GRADIENT_NETS)}
+    fig, axes = plt.subplots(1, len(moments), figsize=(5 * len(moments), 4.4), sharey=True,
+                             squeeze=False)
+    for ax, moment in zip(axes[0], moments):
+        for name in GRADIENT_NETS:
+            line = points[(points.name == name) & (points.moment == moment)]
+            if not line.empty:
+                ax.plot(line["index"], line.output_gradient_norm, color=palette[name],
+                        linestyle="--" if name.startswith("plain") else "-", linewidth=1.5,
+                        label=name)
+        ax.set(title=moment, xlabel="convolution (network order)",
+               ylabel="norm of dLoss/d(conv output), log", yscale="log")
+        ax.legend(fontsize=8)
+    ratios = gradient_ratios(points)
+    end = ratios[ratios.moment == "end"].set_index("name").first_over_last
+    fig.suptitle("Backward signal at the end: the first 3 layers' gradient norm is "
+                 + ", ".join(f"{v:.2g}x ({name})" for name, v in end.items())
+                 + f" the last 3 layers'\n{_budget_title(runs)}", fontsize=10)
     fig.tight_layout()
     _save(fig, out)
     return True
@@ -196,10 +359,13 @@ def figure_preact(curves, runs, out: Path) -> bool:
     colours = sns.color_palette("Paired", 2 * len(both))
     palette = {label: colours[2 * sorted(both).index(d) + (net == "pre-act ResNet")]
                for label, net, d in zip(data.label, data.net, data.depth)}
-    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    fig, ax = plt.subplots(figsize=(7.5, 5))
     _curves(ax, data, "original unit vs pre-activation unit", palette)
-    fig.suptitle(f"Pre-activation ResNets (He et al. 2016) beside the original ones. "
-                 f"{_budget_title(runs)}", fontsize=9)
+    final = runs[runs.net.isin(["ResNet", "pre-act ResNet"]) & runs.depth.isin(both)]
+    better = final.groupby("net").train_error.mean()
+    word = "trains more easily" if better["pre-act ResNet"] < better["ResNet"] else "does not train more easily"
+    fig.suptitle(f"The pre-activation unit (He et al. 2016) {word} than the original\n"
+                 f"{_budget_title(runs)}", fontsize=10)
     fig.tight_layout()
     _save(fig, out)
     return True
@@ -234,10 +400,9 @@ def table6(runs) -> pd.DataFrame:
 
 def _verdict(difference, stds) -> tuple[str, str]:
     """(threshold, verdict) of one comparison under the SHOWN_AT rule."""
-    spread = max((s for s in stds if not np.isnan(s)), default=np.nan)
-    if np.isnan(spread):
-        return "-", "not decided: one seed on every side"
-    threshold = SHOWN_AT * spread
+    if any(np.isnan(s) for s in stds):
+        return "-", "not decided: a side with one seed"
+    threshold = SHOWN_AT * max(stds)
     return f"{threshold:.2f}", "shown" if difference > threshold else "not shown at this budget"
 
 
@@ -299,7 +464,7 @@ def summary(judged, budget) -> list[str]:
         word = ("not decided yet" if decided.empty else "shown" if shown == len(decided)
                 else "not shown" if shown == 0 else "partly shown")
         lines.append(f"- {claim}: **{word}** (shown in {shown} of {len(rows)} comparisons"
-                     + (f", {len(rows) - len(decided)} not decided: one seed on every side)."
+                     + (f", {len(rows) - len(decided)} not decided: a side with one seed)."
                         if len(decided) < len(rows) else ")."))
     if budget != "paper":
         lines.append("- (c) is the paper's Table 6, the result of the full 64k-iteration schedule; "
@@ -316,16 +481,27 @@ def missing(budget_dir: Path, runs) -> list[str]:
 
 def report(budget_dir: Path) -> bool:
     from src.rundir import write_text  # atomic
-    curves, runs, responses = load_runs(budget_dir)
+    curves, runs, responses, gradients = load_runs(budget_dir)
     if runs.empty:
         print(f"{budget_dir}: no finished runs; nothing written")
         return False
     sns.set_theme(style="whitegrid", context="notebook")
-    figures = [("figure1.png", figure1(curves, runs, budget_dir / "figure1.png")),
-               ("figure6.png", figure6(curves, runs, budget_dir / "figure6.png")),
-               ("figure7.png", figure7(responses, runs, budget_dir / "figure7.png")),
-               ("figure_preact.png", figure_preact(curves, runs, budget_dir / "figure_preact.png"))]
-    made = [name for name, ok in figures if ok]
+    drawn = {"figure_depth.png": lambda out: figure_depth(runs, out),
+             "figure1.png": lambda out: figure1(curves, runs, out),
+             "figure6.png": lambda out: figure6(curves, runs, out),
+             "figure7.png": lambda out: figure7(responses, runs, out),
+             "figure_gradients.png": lambda out: figure_gradients(gradients, runs, out),
+             "figure_preact.png": lambda out: figure_preact(curves, runs, out)}
+    made = [name for name, draw in drawn.items() if draw(budget_dir / name)]
+    points = gradient_points(gradients) if not gradients.empty else pd.DataFrame()
+    backward = [] if points.empty else [
+        "## The backward signal (`figure_gradients.png`)", "",
+        "The paper argues that the degradation is not vanishing gradients: with BN, \"the backward "
+        "propagated gradients exhibit healthy norms\". Measured here (gradients.csv, the norm of "
+        "the loss gradient at each convolution's output on the row's batch), the mean over the "
+        "first 3 convolutions divided by the mean over the last 3:", "",
+        gradient_ratios(points).pivot(index="name", columns="moment", values="first_over_last")
+        .to_markdown(floatfmt=".3g"), ""]
     table = table6(runs)
     write_text(budget_dir / "table6.csv", table.to_csv(index=False))
     markdown = table.to_markdown(index=False, floatfmt=".2f")
@@ -339,7 +515,8 @@ def report(budget_dir: Path) -> bool:
     readme = [
         f"# CIFAR-10, budget `{runs.budget.iloc[0]}`", "",
         "Made by `make figures` (python -m experiments.figures) from the run folders in `runs/`; "
-        "every number below comes from their `metrics.csv`, `summary.json` and `responses.csv`.", "",
+        "every number below comes from their `metrics.csv`, `summary.json`, `responses.csv` and "
+        "`gradients.csv`.", "", *[f"![{name}]({name})" for name in made[:1]], "",
         f"- iterations per run: {runs.iterations.max():,} (batch {runs.batch_size.iloc[0]}; lr "
         f"{runs.lr.iloc[0]} divided by 10 at {runs.milestones.iloc[0]} of them; "
         f"{', '.join(sorted(runs.precision.unique()))})",
@@ -352,13 +529,13 @@ def report(budget_dir: Path) -> bool:
         "## Claims", "",
         f"Each claim is judged by one rule, fixed before the runs: **shown** when the difference of "
         f"the means exceeds {SHOWN_AT} x the larger seed standard deviation of the networks "
-        "compared (a network with one seed contributes no std; with one seed on every side "
-        "nothing is decided); else **not shown at this budget**. Errors are final values in % "
+        "compared; a comparison with a one-seed side has no spread and is **not decided**; else "
+        "**not shown at this budget**. Errors are final values in % "
         "(the training error running over the last logged interval); `std` in (e) is a run's "
         "layer response std averaged over its 3x3 layers.", "",
         *summary(judged, runs.budget.iloc[0]), "",
         judged.to_markdown(index=False, floatfmt=".2f") if not judged.empty else "(no pairs yet)",
-        "", *[f"![{name}]({name})" for name in made], "",
+        "", *[f"![{name}]({name})" for name in made[1:]], "", *backward,
         "## Table 6 (final test error: the last evaluation, never the best one)", "", markdown, "",
         "## Runs", "", listing.to_markdown(index=False, floatfmt=".2f"), "",
     ]

@@ -70,17 +70,20 @@ def test_figures_table_and_claims_from_runs_with_seeds_and_missing_runs(tmp_path
             "identity-110-s0, preact-identity-110-s0, identity-56-s1, identity-56-s2") in readme
     rows = [re.sub(r"\s*\|\s*", "|", line) for line in readme.splitlines()
             if line.startswith("| (")]
-    # (a) plain-20 -> plain-32: +1 point against a threshold of 2 x 1.00 (plain-20's std)
-    assert any("plain-32 above plain-20" in r and "|1.00|2.00|not shown at this budget|"
+    # (a) plain-20 -> plain-32: plain-32 has one seed, so no spread: not decided
+    assert any("plain-32 above plain-20" in r and "|1.00|-|not decided: a side with one seed|"
                in r for r in rows)
     assert any("plain-56 above plain-20" in r and "|30.00|2.00|shown|" in r for r in rows)
     # (e) ResNet-20 responds more weakly than plain-20: mean layer std 0.75 vs 1.50 +- 0.15
     assert any("(e) Figure 7" in r and "plain-20 above ResNet-20" in r and "|shown|" in r
                for r in rows)
     assert not any("(b)" in r for r in rows)  # needs ResNet-56
-    assert ("- (a) plain: training error rises with depth: **partly shown** (shown in 2 of 3 "
-            "comparisons).") in readme
+    assert ("- (a) plain: training error rises with depth: **shown** (shown in 1 of 3 "
+            "comparisons, 2 not decided: a side with one seed).") in readme
     assert "![figure6.png](figure6.png)" in readme and "![figure7.png](figure7.png)" in readme
+    assert readme.index("![figure_depth.png]") < readme.index("## Claims")  # the headline first
+    for name in ("figure_depth", "figure1", "figure6", "figure7"):  # a vector file beside each
+        assert (budget / f"{name}.pdf").stat().st_size > 0
 
 
 def test_figures_with_only_resnets_skip_figure1(tmp_path, capsys):
@@ -92,7 +95,7 @@ def test_figures_with_only_resnets_skip_figure1(tmp_path, capsys):
     assert "figure1: needs plain-20 and plain-56; skipped" in capsys.readouterr().out
     assert not (budget / "figure1.png").exists() and (budget / "figure6.png").exists()
     readme = (budget / "README.md").read_text()
-    assert "ResNet-20 above ResNet-110" in readme and "not decided: one seed on every side" in readme
+    assert "ResNet-20 above ResNet-110" in readme and "not decided: a side with one seed" in readme
 
 
 def test_no_runs_is_an_error_not_an_empty_figure(tmp_path):
@@ -129,3 +132,27 @@ def test_a_budget_of_projection_runs_only_gets_its_runs_listed(tmp_path, capsys)
     fake_run(budget, "projection", 20, 0, 10, 12)
     assert figures([str(budget)]) == 0
     assert "ResNet-B-20" in (budget / "README.md").read_text()
+
+
+def test_the_gradient_figure_and_its_ratios_come_from_gradients_csv(tmp_path):
+    budget = tmp_path / "quick"
+    for shortcut, fall in [("none", 100.0), ("identity", 2.0)]:
+        for seed in (0, 1):
+            fake_run(budget, shortcut, 56, seed, 40, 42)
+            folder = budget / "runs" / run_name("original", shortcut, 56, seed)
+            layers = np.arange(1, 56)  # the first layers' gradient `fall` times the last ones'
+            pd.concat([pd.DataFrame({"iteration": i, "index": layers, "layer": layers.astype(str),
+                                     "output_gradient_norm": np.geomspace(fall, 1, 55) / i,
+                                     "kernel_gradient_norm": 1.0})
+                       for i in (100, 500, 1000)]).to_csv(folder / "gradients.csv", index=False)
+    assert figures([str(budget)]) == 0
+    assert (budget / "figure_gradients.png").exists() and (budget / "figure_gradients.pdf").exists()
+    readme = (budget / "README.md").read_text()
+    table = readme.split("## The backward signal")[1].split("## Table 6")[0]
+    plain = next(line for line in table.splitlines() if line.startswith("| plain-56"))
+    resnet = next(line for line in table.splitlines() if line.startswith("| ResNet-56"))
+    # first 3 over last 3 layers of a geometric fall from 100 (plain) and 2 (ResNet) to 1
+    expected = {"plain": np.geomspace(100, 1, 55), "ResNet": np.geomspace(2, 1, 55)}
+    for line, net in [(plain, "plain"), (resnet, "ResNet")]:
+        ratio = expected[net][:3].mean() / expected[net][-3:].mean()
+        assert line.count(f"{ratio:.3g}") == 3, line  # start, before the lr drop, end
