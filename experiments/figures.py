@@ -199,7 +199,7 @@ def figure6(curves, runs, out: Path) -> bool:
                              sharey=True, squeeze=False)
     for ax, (title, data) in zip(axes[0], panels):
         _curves(ax, data, title, palette)
-    finding = "; ".join(f"{net}s: deeper trains {_trend(runs, net)}" for net in ("plain", "ResNet")
+    finding = "; ".join(f"{PLURAL[net]}: deeper trains {_trend(runs, net)}" for net in ("plain", "ResNet")
                         if runs[runs.net == net].depth.nunique() > 1)
     fig.suptitle(f"Figure 6: {finding or 'CIFAR-10 error'} (training dashed, test bold)\n"
                  f"{_budget_title(runs)}", fontsize=10)
@@ -209,6 +209,9 @@ def figure6(curves, runs, out: Path) -> bool:
 
 
 FIGURE7_NETS = ["plain-20", "plain-56", "ResNet-20", "ResNet-56", "ResNet-110"]
+
+
+PLURAL = {"plain": "plain nets", "ResNet": "ResNets"}
 
 
 def _trend(runs, net, column="train_error") -> str:
@@ -246,7 +249,7 @@ def figure_depth(runs, out: Path) -> bool:
         ax.set_xticks(sorted(data.depth.unique()), [str(d) for d in sorted(data.depth.unique())])
         ax.minorticks_off()
         ax.legend(fontsize=7)
-    finding = "; ".join(f"{net}s: deeper trains {_trend(data, net)}"
+    finding = "; ".join(f"{PLURAL[net]}: deeper trains {_trend(data, net)}"
                         for net in ("plain", "ResNet") if data[data.net == net].depth.nunique() > 1)
     fig.suptitle(f"Error against depth: {finding}\n{_budget_title(runs)}", fontsize=10)
     fig.tight_layout()

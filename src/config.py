@@ -7,7 +7,9 @@ runs. `check_config` then checks what types cannot say: ranges, choices and rela
 """
 import math
 import re
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, List, Optional
 
 import tensorflow as tf
@@ -18,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from src.data import TRAIN_SIZE, TEST_SIZE, VALIDATION_SIZE
 from src.models import BATCH_NORMS, BLOCKS, SHORTCUTS, blocks_per_stage, check_choice
 
+CONF = Path(__file__).resolve().parent.parent / "conf"
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 LARGEST = 2**31 - 1  # every count fits TensorFlow's int32 (and a seed numpy's uint32)
 
@@ -92,6 +95,24 @@ class Config:
 
 
 ConfigStore.instance().store(name="schema", node=Config)
+
+
+def budget_iterations(name: str) -> int:
+    """The iterations of a budget file (conf/budget/<name>.yaml)."""
+    return int(OmegaConf.load(CONF / "budget" / f"{name}.yaml").iterations)
+
+
+def smaller_budgets(seconds_per_iteration: float, iterations: int) -> str:
+    """What the long and quick budgets would take at this speed, where shorter than `iterations`:
+    the second half of the CPU guard's line."""
+    options = [f"budget={name} ~{duration(seconds_per_iteration * budget_iterations(name))}"
+               for name in ("long", "quick") if budget_iterations(name) < iterations]
+    return f"; {', '.join(options)} for a whole run" if options else ""
+
+
+def duration(seconds: float) -> str:
+    days, rest = divmod(int(seconds), 86400)
+    return (f"{days}d " if days else "") + time.strftime("%H:%M:%S", time.gmtime(rest))
 
 
 def _fail(key: str, value, allowed: str):

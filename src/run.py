@@ -7,7 +7,6 @@ import ctypes
 import os
 import signal
 import sys
-from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -15,14 +14,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 import src  # noqa: F401  (quiet TensorFlow start-up)
-from src.config import ConfigError  # also registers the schema that conf/config.yaml names
+from src.config import CONF, ConfigError  # also registers the schema that conf/config.yaml names
 from src.data import DataError
 from src.rundir import RunDirError
 from src.slurm import poll_with_squeue
 from src.train import NumericalError, train
 
 EXPECTED = (ConfigError, DataError, NumericalError, RunDirError)
-CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 def run_name(block, shortcut, depth, seed) -> str:

@@ -29,10 +29,9 @@ from hydra.errors import HydraException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
 from src.bench import bare_step, packing_gain
-from src.run import CONF, compose, run_name
-from src.config import ConfigError, check_config
+from src.run import compose, run_name
+from src.config import CONF, ConfigError, check_config, duration, smaller_budgets
 from src.rundir import config_changes, damage, holder, read_summary
-from src.train import duration
 
 DEFAULTS = {"budget": "paper", "seeds": "1", "jobs": "auto", "launcher": "basic",
             "results_dir": "results"}
@@ -198,6 +197,12 @@ def plan(runs) -> dict[str, float]:
     total = sum(estimates.values())
     print(f"estimated wall time on this machine: ~{duration(total)} run one after another"
           + ("; the paper budget is GPU work (README.md)" if total > 86400 else ""), flush=True)
+    if total > 3600 and not tf.config.list_physical_devices("GPU"):
+        iterations = runs[0].train.iterations
+        print(f"note: ~{duration(total)} on this CPU (no GPU)"
+              + smaller_budgets(total / iterations, iterations).replace("a whole run",
+                                                                        "the same runs"),
+              flush=True)
     return estimates
 
 

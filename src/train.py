@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src import data as cifar
 from src import rundir
-from src.config import check_config
+from src.config import check_config, duration, smaller_budgets
 from src.models import gradient_norms, resnet, responses, trainable_parameters
 from src.rundir import (Checkpoint, read_gradients, read_rows, write_atomic, write_gradients,
                         write_json, write_rows)
@@ -275,6 +275,7 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
     schedule.warming_up.assign(state["warming_up"])
     interval.restore(state)
     rows = read_rows(run_dir / "metrics.csv", iteration)
+    first_row = len(rows)
     gradients = read_gradients(run_dir / "gradients.csv", iteration)
     board = TensorBoard(run_dir, rows)
     parameters = trainable_parameters(model)
@@ -373,6 +374,8 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
                 state["interval_seconds"] = 0.0
                 save_summary("running")
                 report(rows[-1], t.iterations, live)
+                if len(rows) == first_row + 1:  # the first measured rate of this process
+                    cpu_guard(cfg, rows[-1]["images_per_second"], t.iterations - iteration)
                 tick = time.perf_counter()
             if iteration % cfg.checkpoint.every == 0 or stop:
                 sums = read_interval()  # never a checkpoint of NaN weights
@@ -433,6 +436,17 @@ class TensorBoard:
         self.writer.close()
 
 
+def cpu_guard(cfg: DictConfig, images_per_second: float, iterations_left: int) -> None:
+    """On a CPU, a run with over an hour to go says so in one line once its first row has
+    measured its speed, with what the smaller budgets would take at that speed."""
+    per_iteration = cfg.train.batch_size / images_per_second
+    if iterations_left * per_iteration <= 3600 or tf.config.list_physical_devices("GPU"):
+        return
+    print(f"note: ~{duration(iterations_left * per_iteration)} to go at {images_per_second:.0f} "
+          f"images/s on this CPU (no GPU)"
+          + smaller_budgets(per_iteration, cfg.train.iterations), flush=True)
+
+
 def use_threads(threads: int | None) -> None:
     """TensorFlow's intra- and inter-op thread pools: `threads` each (None: its default, every
     core). A process can set them only before its first op: a later run of the same process
@@ -469,6 +483,3 @@ def report(row: dict, iterations: int, live: bool) -> None:
           f"{row['images_per_second']:.0f} img/s", flush=True)
 
 
-def duration(seconds: float) -> str:
-    days, rest = divmod(int(seconds), 86400)
-    return (f"{days}d " if days else "") + time.strftime("%H:%M:%S", time.gmtime(rest))

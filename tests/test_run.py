@@ -87,6 +87,17 @@ def test_sigterm_checkpoints_mid_interval_and_the_rerun_continues_without_gaps(s
     assert tensorboard_steps(run_dir, "error/test") == list(range(10, 70, 10))
 
 
+def test_a_cpu_run_of_over_an_hour_says_so_with_the_smaller_budgets(smoke):
+    overrides, run_dir = smoke
+    stopped = interrupt_after_first_row(run_dir, *overrides, "train.iterations=5000000",
+                                        "budget.log_every=10", "budget.test_every=5000000")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    note = [line for line in stopped.stdout.splitlines() if line.startswith("note: ~")]
+    assert len(note) == 1 and "images/s on this CPU (no GPU); budget=long ~" in note[0]
+    assert "budget=quick ~" in note[0] and note[0].endswith("for a whole run")
+    assert stopped.stdout.index("note: ~") > stopped.stdout.index("[    10/5000000")
+
+
 def test_resume_is_bit_identical_with_determinism(tmp_path):
     common = ["budget=smoke", "depth=8", *LIGHT, "train.iterations=40", "train.deterministic=true"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
