@@ -44,7 +44,8 @@ test-all: setup ## every test, the slow ones included
 reproduce-cifar: setup ## the sweep (BUDGET, SEEDS, JOBS, LAUNCHER), then the figures and tables
 	$(PY) -m src.sweep budget=$(BUDGET) seeds=$(SEEDS) jobs=$(JOBS) launcher=$(LAUNCHER) \
 		results_dir=$(RESULTS) $(ARGS); \
-	status=$$?; $(PY) -m experiments.figures $(RESULTS)/$(BUDGET) && exit $$status
+	status=$$?; [ $$status -eq 2 ] && exit 2; \
+	$(PY) -m experiments.figures $(RESULTS)/$(BUDGET) && exit $$status
 
 figures: setup ## figures and tables of every $(RESULTS)/<budget>/ from its run folders
 	$(PY) -m experiments.figures $(RESULTS)

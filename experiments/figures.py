@@ -557,7 +557,14 @@ def main(argv=sys.argv[1:]):
                   "run `make reproduce-cifar` first", file=sys.stderr)
             return 1
         folders += found
-    made = [report(folder) for folder in folders]
+    made = []
+    for folder in folders:
+        try:
+            made.append(report(folder))
+        except OSError as e:  # a read-only or full results folder
+            print(f"error: cannot write the figures of {folder}: {e.strerror or e}",
+                  file=sys.stderr)
+            return 2
     return 0 if any(made) else 1
 
 

@@ -125,9 +125,13 @@ def check_config(cfg: DictConfig) -> None:
     try:  # an environment variable can still give a typed key a wrong value (TFDS_DOWNLOAD=maybe)
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as e:
-        reason = re.sub(r"^While dereferencing interpolation '.*?': ", "", str(e).splitlines()[0])
-        raise ConfigError(f"{e.full_key}={getattr(e, 'value', None)!r} is not allowed: "
-                          f"{reason}") from None
+        reason = re.sub(r"^While dereferencing interpolation '.*?': |^.*? raised while "
+                        r"resolving interpolation: ", "", str(e).splitlines()[0])
+        value = getattr(e, "value", None)
+        if value is None and e.full_key:  # an interpolation that cannot be resolved: as typed
+            value = OmegaConf.select(cfg, e.full_key, throw_on_resolution_failure=False)
+            value = cfg._get_node(e.full_key)._value() if value is None else value
+        raise ConfigError(f"{e.full_key}={value!r} is not allowed: {reason}") from None
     try:
         blocks_per_stage(cfg.depth)
         check_choice("shortcut", cfg.shortcut, SHORTCUTS)

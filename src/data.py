@@ -49,7 +49,7 @@ def _split(name, data_dir, download):
         reason = re.sub(r"\{\{.*?\}\}|\[Op:.*", "", str(e.message).splitlines()[0]).strip()
         raise DataError(f"cifar10 in {where} cannot be read ({reason}): the files are damaged; "
                         "delete them and prepare the data again") from None
-    except (AssertionError, FileNotFoundError) as e:
+    except (AssertionError, OSError) as e:  # OSError: also requests' connection errors
         if download:
             raise DataError(f"could not download or prepare cifar10 in {where}: {e}") from None
         raise DataError(

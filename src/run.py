@@ -61,7 +61,8 @@ def main(cfg: DictConfig) -> None:
             raise
         print(f"error: {e}" if isinstance(e, EXPECTED) else f"error: {type(e).__name__}: {e}",
               file=sys.stderr, flush=True)
-        FAILED.append(cfg.run_dir)
+        FAILED.append(OmegaConf.select(cfg, "run_dir", throw_on_resolution_failure=False)
+                      or f"depth={cfg.depth} shortcut={cfg.shortcut} seed={cfg.seed}")
         if not in_sweep:
             sys.exit(2)
 

@@ -36,6 +36,9 @@ class RunDirError(Exception):
 def lock(cfg: DictConfig, run_dir: Path):
     """Hold the folder's lock for the duration of the block; a second process asking for it gets
     a RunDirError naming the folder and the holder's PID at once."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is a file, not a run folder: move or delete it, then run "
+                          "the command again")
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -186,8 +189,9 @@ def parse_rows(path: Path) -> tuple[list[dict], str | None]:
         frame = pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError):
         return [], "it cannot be parsed as CSV"
-    if list(frame.columns) != COLUMNS:
+    if sorted(frame.columns) != sorted(COLUMNS):  # read by the header: any order of the columns
         return [], f"its header is not {','.join(COLUMNS)}"
+    frame = frame[COLUMNS]
     numbers = frame.apply(pd.to_numeric, errors="coerce")
     whole = numbers.drop(columns=["test_loss", "test_error"]).notna().all(axis=1)
     whole &= numbers.iteration.diff().fillna(1) > 0  # iterations increase

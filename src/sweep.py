@@ -62,6 +62,12 @@ LAUNCHERS = ("basic", "joblib", "submitit_local", "slurm")
 EVAL_COST = 1 / 3  # a test image costs about a third of a training image (forward only)
 
 
+def refuse(message: str):
+    """A value the sweep does not take: one line, exit code 2 (make then draws no figures)."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
 def parse(argv):
     """key=value words: the sweep's own keys, the grid keys, and everything else passed on to each
     run. Returns (options, grids, passed)."""
@@ -69,7 +75,7 @@ def parse(argv):
     for word in argv:
         key, sep, value = word.partition("=")
         if not sep:
-            raise SystemExit(f"error: {word!r} is not key=value (see python -m src.sweep --help)")
+            refuse(f"error: {word!r} is not key=value (see python -m src.sweep --help)")
         if key in DEFAULTS:
             options[key] = value
         elif key in GRID_KEYS:
@@ -77,17 +83,17 @@ def parse(argv):
         else:
             passed.append(word)
     if options["launcher"] not in LAUNCHERS:
-        raise SystemExit(f"error: launcher={options['launcher']!r} is not allowed: choose one of "
+        refuse(f"error: launcher={options['launcher']!r} is not allowed: choose one of "
                          f"{', '.join(LAUNCHERS)}")
     budgets = sorted(p.stem for p in (CONF / "budget").glob("*.yaml"))
     if options["budget"] not in budgets:
-        raise SystemExit(f"error: budget={options['budget']!r} is not allowed: choose one of "
+        refuse(f"error: budget={options['budget']!r} is not allowed: choose one of "
                          f"{', '.join(budgets)}")
     if not options["seeds"].isdigit() or int(options["seeds"]) < 1:
-        raise SystemExit(f"error: seeds={options['seeds']!r} is not allowed: a whole number >= 1")
+        refuse(f"error: seeds={options['seeds']!r} is not allowed: a whole number >= 1")
     if options["jobs"] != "auto" and not (options["jobs"].isdigit() and
                                           1 <= int(options["jobs"]) <= 64):
-        raise SystemExit(f"error: jobs={options['jobs']!r} is not allowed: auto or a whole "
+        refuse(f"error: jobs={options['jobs']!r} is not allowed: auto or a whole "
                          "number from 1 to 64 (runs at once on this machine)")
     grids = GRIDS.get(options["budget"], GRIDS["paper"])
     if named:
@@ -134,9 +140,9 @@ def planned_runs(options, grids, passed):
                               *passed)
                 check_config(cfg)
             except ConfigError as e:
-                raise SystemExit(f"error: {e}") from None
+                refuse(f"error: {e}")
             except (HydraException, OmegaConfBaseException) as e:  # a type, key or syntax error
-                raise SystemExit(f"error: {hydra_message(e, passed)}") from None
+                refuse(f"error: {hydra_message(e, passed)}")
             runs.setdefault(cfg.run_dir, cfg)
     return list(runs.values())
 
@@ -306,7 +312,8 @@ def main(argv=sys.argv[1:]):
     # Ctrl-C or SIGTERM: passed on to the running runs, which checkpoint and stop; the sweep
     # waits for them and starts nothing more. The runs stop too if the sweep dies (src.run).
     sweep = Sweep(jobs, threads, estimates, speedup=gain)
-    previous = {s: signal.signal(s, sweep.pass_on) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, sweep.pass_on)
+                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         if options["launcher"] == "basic":
             sweep.run([(Path(cfg.run_dir).name, run_words(cfg, options, passed, threads))

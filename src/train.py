@@ -63,7 +63,8 @@ class PaperSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, lr, iterations, milestones, warmup_lr, warming_up=False):
         self.lr, self.warmup_lr = float(lr), float(warmup_lr)
-        self.boundaries = [round(m * iterations) for m in milestones]
+        # At least 1: a milestone never falls on the first step (train.iterations=1).
+        self.boundaries = [max(1, round(m * iterations)) for m in milestones]
         self.warming_up = tf.Variable(bool(warming_up), trainable=False, name="warming_up")
 
     def __call__(self, step):
@@ -320,12 +321,12 @@ def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
                   f"last {WARMUP_WINDOW} batches below {t.warmup_until_error}%, lr back to {t.lr}")
         return sums
 
-    # Ctrl-C, SIGTERM, or the signal Slurm sends before a time limit or preemption (submitit's,
-    # USR2 unless SUBMITIT_PREEMPT_SIGNAL says otherwise): finish the step, checkpoint, exit.
-    # Signals reach the main thread only.
+    # Ctrl-C, SIGTERM, SIGHUP (a closed terminal or ssh session), or the signal Slurm sends
+    # before a time limit or preemption (submitit's, USR2 unless SUBMITIT_PREEMPT_SIGNAL says
+    # otherwise): finish the step, checkpoint, exit. Signals reach the main thread only.
     stop = []
     handlers = {s: signal.signal(s, lambda signum, _: stop.append(signum))
-                for s in (signal.SIGTERM, signal.SIGINT, preemption_signal())
+                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, preemption_signal())
                 if threading.current_thread() is threading.main_thread()}
     try:
         save_summary("running")

@@ -127,6 +127,18 @@ def test_a_damaged_run_is_skipped_with_a_warning_and_the_rest_drawn(tmp_path, ca
     assert "none-56-s0" in (budget / "README.md").read_text().split("still to run:")[1]
 
 
+def test_a_results_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
+    import experiments.figures
+    fake_run(tmp_path / "quick", "identity", 20, 0, 35, 37)
+
+    def read_only(fig, out):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(experiments.figures, "_save", read_only)
+    assert figures([str(tmp_path / "quick")]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: cannot write the figures of "
+                                               f"{tmp_path}/quick: Permission denied")
+
+
 def test_a_budget_of_projection_runs_only_gets_its_runs_listed(tmp_path, capsys):
     budget = tmp_path / "quick"
     fake_run(budget, "projection", 20, 0, 10, 12)

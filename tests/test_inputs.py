@@ -13,7 +13,7 @@ from src.config import ConfigError, check_config
 from tests.conftest import run
 
 
-@pytest.mark.parametrize("budget", ["paper", "quick", "smoke"])
+@pytest.mark.parametrize("budget", ["paper", "long", "quick", "smoke"])
 def test_every_budget_composes_and_validates(budget):
     cfg = compose(f"budget={budget}")
     check_config(cfg)

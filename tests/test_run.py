@@ -1,4 +1,5 @@
-"""End to end on a slice of the real CIFAR-10: the run folder, resume, interruption, faults."""
+"""End to end on the synthetic CIFAR-shaped set (one test on the real CIFAR-10): the run folder,
+resume, interruption, faults."""
 import json
 import os
 import random
@@ -197,6 +198,72 @@ def test_a_folder_holding_another_config_is_refused_then_set_aside_on_request(sm
     kept = list(run_dir.glob("replaced-*"))
     assert len(kept) == 1 and metrics(kept[0]).equals(before)
     assert json.loads((run_dir / "summary.json").read_text())["config"]["train"]["lr"] == 0.05
+
+
+def test_sighup_of_a_closed_terminal_checkpoints_like_sigterm(smoke):
+    overrides, run_dir = smoke
+    stopped = interrupt_after_first_row(run_dir, *overrides, "train.iterations=60",
+                                        sig=signal.SIGHUP)
+    assert stopped.returncode == 128 + signal.SIGHUP, stopped.stderr
+    assert "stopped by signal 1 at iteration" in stopped.stderr
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    assert run(*overrides, "train.iterations=60").returncode == 0
+    assert metrics(run_dir).iteration.tolist() == list(range(10, 70, 10))
+
+
+def test_a_metrics_csv_with_its_columns_reordered_is_read_by_its_header(smoke):
+    overrides, run_dir = smoke
+    interrupt_after_first_row(run_dir, *overrides, "train.iterations=60")
+    before = metrics(run_dir)
+    before[COLUMNS[::-1]].to_csv(run_dir / "metrics.csv", index=False)
+    resumed = run(*overrides, "train.iterations=60")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "damaged" not in resumed.stderr and not list(run_dir.glob("metrics.corrupt-*"))
+    rows = metrics(run_dir)
+    assert rows.iteration.tolist() == list(range(10, 70, 10))
+    pd.testing.assert_frame_equal(rows.iloc[:len(before)], before)
+
+
+def test_a_stray_file_named_like_a_run_fails_that_run_in_one_line_and_the_grid_goes_on(smoke):
+    overrides, run_dir = smoke
+    runs = run_dir.parent
+    runs.mkdir(parents=True)
+    (runs / "none-8-s0").write_text("not a run")
+    result = run("-m", *overrides, "shortcut=none,identity")
+    assert result.returncode == 2
+    assert (f"error: {runs}/none-8-s0 is a file, not a run folder: move or delete it, then run "
+            "the command again") in result.stderr
+    assert "Traceback" not in result.stderr
+    assert metrics(runs / "identity-8-s0").iteration.tolist() == [10, 20, 30]
+    assert (runs / "none-8-s0").read_text() == "not a run"
+
+
+def test_a_refused_value_in_a_multirun_leaves_no_folder_behind(smoke):
+    overrides, run_dir = smoke
+    result = run("-m", *overrides, "seed=0,-1", "train.iterations=10", "budget.log_every=10",
+                 "budget.test_every=10")
+    assert result.returncode == 2
+    assert "error: seed=-1 is not allowed" in result.stderr
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["identity-8-s0"]
+
+
+def test_an_unresolvable_results_dir_is_one_line(smoke):
+    overrides, _ = smoke
+    result = run(*overrides[:-1], "results_dir=${oc.env:SURELY_NOT_SET_ANYWHERE}/x")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: results_dir='${oc.env:SURELY_NOT_SET_ANYWHERE}/x' is "
+                                     "not allowed: \"Environment variable "
+                                     "'SURELY_NOT_SET_ANYWHERE' not found\"")
+
+
+@pytest.mark.heavy
+def test_ctrl_c_while_tensorflow_starts_is_one_line(tmp_path):
+    p = start("budget=smoke", f"results_dir={tmp_path}")
+    time.sleep(0.7)  # python is up, TensorFlow still importing (it takes seconds)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert err.strip() == "stopped by Ctrl-C while TensorFlow was starting; nothing was run"
 
 
 def test_a_torn_summary_and_a_torn_csv_row_are_set_aside_and_rebuilt(smoke):

@@ -28,6 +28,13 @@ def test_milestones_are_fractions_that_scale_with_the_budget(budget):
     assert float(schedule(tf.constant(schedule.boundaries[0]))) == pytest.approx(0.01)
 
 
+def test_one_iteration_runs_at_the_initial_lr():
+    """round(0.5 x 1) = 0 would put the first milestone on the first step."""
+    _, schedule = make_optimizer(compose("train.iterations=1"))
+    assert schedule.boundaries == [1, 1]
+    assert float(schedule(tf.constant(0))) == pytest.approx(0.1)
+
+
 def test_warm_up_holds_0_01_until_released_then_follows_the_schedule():
     schedule = PaperSchedule(0.1, 64_000, [0.5, 0.75], 0.01, warming_up=True)
     assert float(schedule(tf.constant(0))) == pytest.approx(0.01)

@@ -38,6 +38,18 @@ def test_sweep_skips_finished_runs_reports_failures_and_exits_nonzero(tmp_path):
     assert json.loads((runs / "identity-8-s0/summary.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.heavy
+def test_make_reproduce_cifar_with_a_refused_value_says_so_once_and_draws_nothing(tmp_path):
+    import subprocess
+    from tests.conftest import ROOT
+    p = subprocess.run(["make", "--no-print-directory", "reproduce-cifar", "BUDGET=nope",
+                        f"RESULTS={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 2
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: budget='nope' is not allowed: choose one of long, paper, quick, smoke"]
+    assert "no run folders" not in p.stderr
+
+
 def test_sweep_refuses_bad_values_before_running_anything(tmp_path):
     for word, message in [("launcher=slurmish", "launcher='slurmish' is not allowed"),
                           ("seeds=0", "seeds='0' is not allowed"),
