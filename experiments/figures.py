@@ -23,6 +23,8 @@ import seaborn as sns  # noqa: E402
 
 from experiments.paper import (PLAIN_TEST_ERROR, PLAIN_TRAIN_ERROR,  # noqa: E402
                                RESNET_TEST_ERROR)
+from src.grids import run_names  # noqa: E402
+from src.rundir import damage, write_text  # noqa: E402  (damaged: the runs' own rule)
 
 NAMES = {"none": "plain", "identity": "ResNet", "projection": "ResNet-B",
          "all_projection": "ResNet-C"}
@@ -37,7 +39,6 @@ def load_runs(budget_dir: Path) -> tuple[pd.DataFrame, ...]:
     """(curves: a row per run and logged iteration; runs: a row per run, from summary.json;
     responses: a row per run and 3x3 layer, from responses.csv where the run has one; gradients:
     a row per run, logged iteration and convolution, from gradients.csv where the run has one)."""
-    from src.rundir import damage  # one rule for what is damaged: the runs' own
     curves, runs, responses, gradients = [], [], [], []
     for summary_path in sorted(budget_dir.glob("runs/*/summary.json")):
         problem = damage(summary_path.parent)
@@ -478,12 +479,10 @@ def summary(judged, budget) -> list[str]:
 
 def missing(budget_dir: Path, runs) -> list[str]:
     """The runs the budget's sweep plans that are not finished here."""
-    from src.sweep import run_names
     return [name for name in run_names(budget_dir.name) if name not in set(runs.folder)]
 
 
 def report(budget_dir: Path) -> bool:
-    from src.rundir import write_text  # atomic
     curves, runs, responses, gradients = load_runs(budget_dir)
     if runs.empty:
         print(f"{budget_dir}: no finished runs; nothing written")

@@ -13,16 +13,19 @@ import os
 import sys
 from pathlib import Path
 
-import keras
-import numpy as np
-from omegaconf import OmegaConf
+from src import configure_tensorflow
 
-import src  # noqa: F401  (quiet TensorFlow start-up)
-from src import data as cifar
-from src.data import DataError
-from src.models import gradient_norms
-from src.rundir import Checkpoint, read_gradients, read_summary, write_gradients
-from src.train import build_model, make_optimizer
+configure_tensorflow()  # before anything that imports TensorFlow
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from src import data as cifar  # noqa: E402
+from src.data import DataError  # noqa: E402
+from src.models import gradient_norms  # noqa: E402
+from src.rundir import Checkpoint, read_gradients, read_summary, write_gradients  # noqa: E402
+from src.train import build_model, make_optimizer  # noqa: E402
 
 
 def recompute(run_dir: Path) -> float:

@@ -11,13 +11,16 @@ import os
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from src import configure_tensorflow
 
-import src  # noqa: F401  (quiet TensorFlow start-up)
-from src import data as cifar
-from src.data import DataError
-from src.rundir import Checkpoint, read_summary
-from src.train import build_model, make_optimizer, write_responses
+configure_tensorflow()  # before anything that imports TensorFlow
+
+from omegaconf import OmegaConf  # noqa: E402
+
+from src import data as cifar  # noqa: E402
+from src.data import DataError  # noqa: E402
+from src.rundir import Checkpoint, read_summary  # noqa: E402
+from src.train import build_model, make_optimizer, write_responses  # noqa: E402
 
 
 def recompute(run_dir: Path) -> None:

@@ -21,17 +21,20 @@ import tempfile
 import time
 from pathlib import Path
 
-import keras
-import numpy as np
-import pandas as pd
-import tensorflow as tf
+from src import configure_tensorflow
 
-import src  # noqa: F401  (quiet TensorFlow start-up)
-from src import data as cifar
-from src.models import resnet
-from src.run import compose
-from src.rundir import write_text
-from src.train import (Interval, hardware, make_optimizer, make_train_step, train, use_threads,
+configure_tensorflow()  # before anything that imports TensorFlow
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from src import data as cifar  # noqa: E402
+from src.models import resnet  # noqa: E402
+from src.config import compose  # noqa: E402
+from src.rundir import write_text  # noqa: E402
+from src.train import (Interval, hardware, make_optimizer, make_train_step, train, use_threads,  # noqa: E402
                        versions)
 
 

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
 
-import tensorflow as tf
+import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.data import TRAIN_SIZE, TEST_SIZE, VALIDATION_SIZE
+from src.grids import run_name
 from src.models import BATCH_NORMS, BLOCKS, SHORTCUTS, blocks_per_stage, check_choice
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -97,6 +98,18 @@ class Config:
 ConfigStore.instance().store(name="schema", node=Config)
 
 
+def register_resolvers() -> None:
+    """`${run_name:...}`, which conf/config.yaml uses to name a run's folder."""
+    OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+
+
+def compose(*overrides: str) -> DictConfig:
+    """The config a run with these overrides gets, without running it (sweep, bench, tests)."""
+    register_resolvers()
+    with hydra.initialize_config_dir(str(CONF), version_base="1.3"):
+        return hydra.compose("config", overrides=list(overrides))
+
+
 def budget_iterations(name: str) -> int:
     """The iterations of a budget file (conf/budget/<name>.yaml)."""
     return int(OmegaConf.load(CONF / "budget" / f"{name}.yaml").iterations)
@@ -171,6 +184,7 @@ def check_config(cfg: DictConfig) -> None:
               "increasing fractions of train.iterations between 0 and 1")
     if t.warmup not in ("auto", True, False):
         _fail("train.warmup", t.warmup, "auto, true or false")
+    import tensorflow as tf  # the GPU check only: the rest of this module needs no TensorFlow
     if t.precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
         _fail("train.precision", t.precision, "float16 needs a GPU (measured 35x slower than "
               "float32 on a CPU); use float32 or mixed_bfloat16")

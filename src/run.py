@@ -8,33 +8,22 @@ import os
 import signal
 import sys
 
-import hydra
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from src import configure_tensorflow
 
-import src  # noqa: F401  (quiet TensorFlow start-up)
-from src.config import CONF, ConfigError  # also registers the schema that conf/config.yaml names
-from src.data import DataError
-from src.rundir import RunDirError
-from src.slurm import poll_with_squeue
-from src.train import NumericalError, train
+configure_tensorflow()  # before anything that imports TensorFlow
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from src.config import CONF, ConfigError, register_resolvers  # also registers the schema  # noqa: E402
+from src.data import DataError  # noqa: E402
+from src.rundir import RunDirError  # noqa: E402
+from src.slurm import poll_with_squeue  # noqa: E402
+from src.train import NumericalError, train  # noqa: E402
 
 EXPECTED = (ConfigError, DataError, NumericalError, RunDirError)
-
-
-def run_name(block, shortcut, depth, seed) -> str:
-    """A run folder's name: identity-56-s0, none-20-s2 (plain), preact-identity-110-s0."""
-    return f"{'' if block == 'original' else f'{block}-'}{shortcut}-{depth}-s{seed}"
-
-
-OmegaConf.register_new_resolver("run_name", run_name, replace=True)
-
-
-def compose(*overrides: str) -> DictConfig:
-    """The config a run with these overrides gets, without running it (sweep, bench, tests)."""
-    with hydra.initialize_config_dir(str(CONF), version_base="1.3"):
-        return hydra.compose("config", overrides=list(overrides))
 
 
 def stop_with_the_sweep() -> None:
@@ -70,6 +59,7 @@ def main(cfg: DictConfig) -> None:
 def cli() -> None:
     """`python -m src.run [-m] overrides...` (Hydra reads them from sys.argv)."""
     FAILED.clear()
+    register_resolvers()
     stop_with_the_sweep()
     poll_with_squeue()  # for the Slurm launcher: no sacct noise where the cluster has no accounting
     main()

@@ -21,43 +21,24 @@ import subprocess
 import sys
 import threading
 import time
-from itertools import product
 from pathlib import Path
 
-import tensorflow as tf
-from hydra.errors import HydraException, OverrideParseException
-from omegaconf.errors import OmegaConfBaseException
+from src import configure_tensorflow
 
-from src.bench import bare_step, packing_gain
-from src.run import compose, run_name
-from src.config import CONF, ConfigError, check_config, duration, smaller_budgets
-from src.rundir import config_changes, damage, holder, read_summary
+configure_tensorflow()  # before anything that imports TensorFlow
+
+import tensorflow as tf  # noqa: E402
+from hydra.errors import HydraException, OverrideParseException  # noqa: E402
+from omegaconf.errors import OmegaConfBaseException  # noqa: E402
+
+from src.bench import bare_step, packing_gain  # noqa: E402
+from src.config import (CONF, ConfigError, check_config, compose, duration,  # noqa: E402
+                        smaller_budgets)
+from src.grids import GRID_KEYS, GRIDS, PLAIN_AND_RESNET, expand  # noqa: E402
+from src.rundir import config_changes, damage, holder, read_summary  # noqa: E402
 
 DEFAULTS = {"budget": "paper", "seeds": "1", "jobs": "auto", "launcher": "basic",
             "results_dir": "results"}
-GRID_KEYS = ("depth", "shortcut", "block")
-# The networks of each budget's sweep, grid after grid: Figure 6's plain nets (20-56, and 110
-# at the paper budget) and ResNets (20-110), the pre-activation ResNets beside the original ones,
-# and three seeds where the claims are made (20 vs 56 layers, plain and ResNet). A network listed
-# twice runs once; the extra seeds come last, so a sweep cut short has every network once.
-PLAIN_AND_RESNET = {"shortcut": "none,identity", "block": "original"}
-GRIDS = {
-    "paper": [{"depth": "20,32,44,56,110", **PLAIN_AND_RESNET},
-              {"depth": "56,110", "shortcut": "identity", "block": "preact"}],
-    "quick": [{"depth": "20,56", **PLAIN_AND_RESNET},
-              {"depth": "32,44", **PLAIN_AND_RESNET},
-              {"depth": "110", "shortcut": "identity", "block": "original"},
-              {"depth": "56,110", "shortcut": "identity", "block": "preact"},
-              {"depth": "20,56", **PLAIN_AND_RESNET, "seeds": 3}],
-    # The long budget (issue of the scouting): the scouting pair first, then the ResNet seeds
-    # the claims are judged on, the plain pair (their gap is large: two seeds), and the 110-layer
-    # nets last, as time allows.
-    "long": [{"depth": "20,56", "shortcut": "identity", "block": "original"},
-             {"depth": "20,56", "shortcut": "identity", "block": "original", "seeds": 3},
-             {"depth": "20,56", "shortcut": "none", "block": "original", "seeds": 2},
-             {"depth": "110", "shortcut": "identity", "block": "original,preact"}],
-    "smoke": [{"depth": "20,56", **PLAIN_AND_RESNET}],
-}
 LAUNCHERS = ("basic", "joblib", "submitit_local", "slurm")
 EVAL_COST = 1 / 3  # a test image costs about a third of a training image (forward only)
 
@@ -100,19 +81,6 @@ def parse(argv):
         grids = [{"depth": grids[0]["depth"], **PLAIN_AND_RESNET, **named}]
     seeds = int(options["seeds"])
     return options, [{**g, "seeds": max(seeds, g.get("seeds", 1))} for g in grids], passed
-
-
-def expand(grid: dict):
-    """(depth, shortcut, block, seed) of every run of a grid."""
-    return product(grid["depth"].split(","), grid["shortcut"].split(","),
-                   grid["block"].split(","), range(grid.get("seeds", 1)))
-
-
-def run_names(budget: str) -> list[str]:
-    """The run folders a budget's own sweep plans, in order (none for an unknown budget)."""
-    names = {run_name(block, shortcut, depth, seed): None for grid in GRIDS.get(budget, [])
-             for depth, shortcut, block, seed in expand(grid)}
-    return list(names)
 
 
 def hydra_message(e: Exception, overrides) -> str:

@@ -7,7 +7,7 @@ import pandas as pd
 
 from experiments.figures import main as figures
 from experiments.paper import RESNET_TEST_ERROR
-from src.run import run_name
+from src.grids import run_name
 from src.rundir import COLUMNS
 
 
@@ -168,3 +168,13 @@ def test_the_gradient_figure_and_its_ratios_come_from_gradients_csv(tmp_path):
     for line, net in [(plain, "plain"), (resnet, "ResNet")]:
         ratio = expected[net][:3].mean() / expected[net][-3:].mean()
         assert line.count(f"{ratio:.3g}") == 3, line  # start, before the lr drop, end
+
+
+def test_make_figures_imports_no_tensorflow():
+    import subprocess
+    import sys
+    from tests.conftest import ROOT
+    probe = subprocess.run([sys.executable, "-c", "import sys, experiments.figures; "
+                            "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "[]", probe.stderr

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from hydra.errors import ConfigCompositionException
 
-from src.run import compose
+from src.config import compose
 from src.config import ConfigError, check_config
 from tests.conftest import run
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.run import compose
+from src.config import compose
 from src.rundir import COLUMNS, GRADIENT_COLUMNS, Checkpoint
 from src.train import build_model, make_optimizer
 from tests.conftest import LIGHT, interrupt_after_first_row, metrics, run, start

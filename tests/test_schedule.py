@@ -6,7 +6,7 @@ import tensorflow as tf
 
 import src  # noqa: F401
 from src.models import resnet
-from src.run import compose
+from src.config import compose
 from src.train import (WARMUP_WINDOW, Interval, PaperSchedule, make_optimizer, make_train_step,
                        warmup_enabled)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from src.run import compose
+from src.config import compose
 from tests.conftest import (LIGHT, interrupt_process_after_first_row, metrics, run,
                             run_process, start, wait_for_first_row)
 
