@@ -9,7 +9,6 @@ beside), figure1, figure6, figure7, figure_gradients and figure_preact, each as 
 table6.md, table6.csv and README.md into each budget folder. Works on any subset of runs (what is
 missing is named); every seed is drawn, thin, under the mean of its network.
 """
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import seaborn as sns  # noqa: E402
 from experiments.paper import (PLAIN_TEST_ERROR, PLAIN_TRAIN_ERROR,  # noqa: E402
                                RESNET_TEST_ERROR)
 from src.grids import run_names  # noqa: E402
-from src.rundir import damage, write_text  # noqa: E402  (damaged: the runs' own rule)
+from src.rundir import damage, read_summary, write_text  # noqa: E402  (the runs' own rules)
 
 NAMES = {"none": "plain", "identity": "ResNet", "projection": "ResNet-B",
          "all_projection": "ResNet-C"}
@@ -46,19 +45,19 @@ def load_runs(budget_dir: Path) -> tuple[pd.DataFrame, ...]:
             print(f"warning: skipped {summary_path.parent.name}: damaged ({problem}); rerun it "
                   "to repair it", file=sys.stderr)
             continue
-        summary = json.loads(summary_path.read_text())
+        summary = read_summary(summary_path.parent)
         metrics = summary_path.with_name("metrics.csv")
-        if summary.get("status") != "finished" or not metrics.exists():
-            print(f"skipped {summary_path.parent.name}: {summary.get('status')}, not finished")
+        if summary.status != "finished" or not metrics.exists():
+            print(f"skipped {summary_path.parent.name}: {summary.status}, not finished")
             continue
-        c = summary["config"]
+        c = summary.config
         net = ("pre-act " if c.get("block") == "preact" else "") + NAMES[c["shortcut"]]
         run = {"net": net, "depth": c["depth"], "seed": c["seed"], "name": f"{net}-{c['depth']}"}
-        runs.append({**run, "folder": summary_path.parent.name, "parameters": summary["parameters"],
-                     "train_error": summary["train_error"], "test_error": summary["test_error"],
-                     "iterations": summary["iterations"], "wall_seconds": summary["wall_seconds"],
-                     "cpu": summary["hardware"]["cpu"], "gpus": ", ".join(summary["hardware"]["gpus"]),
-                     "commit": summary["commit"], "budget": c["budget"]["name"],
+        runs.append({**run, "folder": summary_path.parent.name, "parameters": summary.parameters,
+                     "train_error": summary.train_error, "test_error": summary.test_error,
+                     "iterations": summary.iterations, "wall_seconds": summary.wall_seconds,
+                     "cpu": summary.hardware["cpu"], "gpus": ", ".join(summary.hardware["gpus"]),
+                     "commit": summary.commit, "budget": c["budget"]["name"],
                      "batch_size": c["train"]["batch_size"], "lr": c["train"]["lr"],
                      "precision": c["train"]["precision"],
                      "milestones": ", ".join(f"{m:.0%}" for m in c["train"]["milestones"])})
@@ -67,7 +66,7 @@ def load_runs(budget_dir: Path) -> tuple[pd.DataFrame, ...]:
             responses.append(pd.read_csv(summary_path.with_name("responses.csv")).assign(**run))
         if summary_path.with_name("gradients.csv").exists():
             gradients.append(pd.read_csv(summary_path.with_name("gradients.csv")).assign(
-                **run, milestone=c["train"]["milestones"][0] * summary["iterations"]))
+                **run, milestone=c["train"]["milestones"][0] * summary.iterations))
     if not runs:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     runs = pd.DataFrame(runs)

@@ -30,11 +30,11 @@ from src.train import build_model, make_optimizer  # noqa: E402
 
 def recompute(run_dir: Path) -> float:
     """Recompute and write the checkpoint's rows; the largest relative difference to the old."""
-    config = read_summary(run_dir).get("config")
-    if config is None or not Checkpoint(run_dir).exists():
+    summary = read_summary(run_dir)
+    if summary is None or not Checkpoint(run_dir).exists():
         raise SystemExit(f"error: {run_dir} holds no run with a checkpoint (summary.json and "
                          "checkpoint.npz): nothing to recompute")
-    cfg = OmegaConf.create(config)
+    cfg = OmegaConf.create(summary.config)
     keras.mixed_precision.set_global_policy(cfg.train.precision)
     try:
         model = build_model(cfg)

@@ -24,11 +24,11 @@ from src.train import build_model, make_optimizer, write_responses  # noqa: E402
 
 
 def recompute(run_dir: Path) -> None:
-    config = read_summary(run_dir).get("config")
-    if config is None or not Checkpoint(run_dir).exists():
+    summary = read_summary(run_dir)
+    if summary is None or not Checkpoint(run_dir).exists():
         raise SystemExit(f"error: {run_dir} holds no run with a checkpoint (summary.json and "
                          "checkpoint.npz): nothing to recompute")
-    cfg = OmegaConf.create(config)
+    cfg = OmegaConf.create(summary.config)
     model = build_model(cfg)
     optimizer, _ = make_optimizer(cfg)
     optimizer.build(model.trainable_variables)

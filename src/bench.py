@@ -33,9 +33,9 @@ import tensorflow as tf  # noqa: E402
 from src import data as cifar  # noqa: E402
 from src.models import resnet  # noqa: E402
 from src.config import compose  # noqa: E402
-from src.rundir import write_text  # noqa: E402
-from src.train import (Interval, hardware, make_optimizer, make_train_step, train, use_threads,  # noqa: E402
-                       versions)
+from src.rundir import provenance, write_text  # noqa: E402
+from src.train import (Interval, make_optimizer, make_train_step, train,  # noqa: E402
+                       use_threads)
 
 
 def training_flops(model) -> float:
@@ -230,8 +230,10 @@ def main():
     by_bn = trainers.set_index(["depth", "batch_norm"]).images_per_second
     table["fused_over_keras_trainer"] = table.depth.map(
         lambda d: by_bn.get((d, "fused"), np.nan) / by_bn.get((d, "keras"), np.nan))
-    hw = hardware()
-    for k, value in {**hw, **versions(), "peak_flops": peak, "peak_assumed": peak_how}.items():
+    machine = provenance({}, 0)
+    hw = machine.hardware
+    for k, value in {**hw, **machine.versions, "peak_flops": peak,
+                     "peak_assumed": peak_how}.items():
         table[k] = str(value)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
-"""The rules of a run folder: who may write it, how its files are written, what its checkpoint
-holds, and when an existing run in it may be resumed.
+"""The rules of a run folder: who may write it, what its files hold (the one definition of
+summary.json, metrics.csv and gradients.csv, each with one writer and one reader), how they are
+written, what its checkpoint holds, and when an existing run in it may be resumed.
 
 - One process at a time: a run holds an OS-level lock on its folder (`lock`), which the kernel
   releases when the process ends, however it ends.
@@ -11,17 +12,98 @@ import contextlib
 import fcntl
 import json
 import os
+import platform
+import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-COLUMNS = ["iteration", "epoch", "lr", "train_loss", "train_error", "test_loss", "test_error",
-           "seconds", "eval_seconds", "images_per_second"]
+
+
+@dataclass
+class Row:
+    """One line of metrics.csv: one logging interval. Errors in %; training error and loss are
+    running values over the interval, the test ones NaN where the interval ends untested."""
+    iteration: int
+    epoch: float
+    lr: float  # the one the interval's last step used
+    train_loss: float  # cross-entropy, without the weight-decay term
+    train_error: float
+    test_loss: float
+    test_error: float
+    seconds: float  # the run's cumulative wall time
+    eval_seconds: float  # the row's test evaluation and gradient measurement
+    images_per_second: float  # training images of the interval over its training time
+
+
+COLUMNS = [f.name for f in fields(Row)]
 GRADIENT_COLUMNS = ["iteration", "index", "layer", "output_gradient_norm", "kernel_gradient_norm"]
+
+
+@dataclass
+class Summary:
+    """summary.json: what the run is, where it ran, and how far it got."""
+    config: dict  # the resolved config
+    parameters: int = 0
+    hardware: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    commit: str = "unknown"
+    status: str = "running"  # running | interrupted | failed | finished
+    iterations: int = 0
+    train_error: float | None = None  # the last row's: final, never the best
+    test_error: float | None = None
+    resumed_at: list = field(default_factory=list)  # the iteration of every resume
+    wall_seconds: float = 0.0
+    updated: str = ""
+    error: str | None = None  # why it failed
+
+    def write(self, run_dir: Path) -> None:
+        self.updated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_json(Path(run_dir) / "summary.json",
+                   {k: v for k, v in asdict(self).items() if k != "error" or v is not None})
+
+
+def provenance(config: dict, parameters: int) -> Summary:
+    """A new run's summary: its config and parameter count, this machine, the library versions
+    and the code's commit."""
+    import keras  # here, not at import: make figures reads run folders without TensorFlow
+    import numpy
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
+    return Summary(config, parameters,
+                   hardware={"cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus,
+                             "platform": platform.platform()},
+                   versions={"python": platform.python_version(), "tensorflow": tf.__version__,
+                             "keras": keras.__version__, "tensorflow_datasets": tfds.__version__,
+                             "numpy": numpy.__version__},
+                   commit=code_version())
+
+
+def code_version() -> str:
+    """The git commit of the code, with -dirty if it has uncommitted changes."""
+    here = Path(__file__).parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 # Config keys that do not change what a run computes: a folder may be resumed with other values.
 RESUMABLE_KEYS = ("results_dir", "run_dir", "overwrite", "data.dir", "data.download",
                   "checkpoint.every", "threads")
@@ -211,6 +293,7 @@ def read_rows(path: Path, up_to_iteration: int) -> list[dict]:
 
 
 def write_rows(path: Path, rows: list[dict]) -> None:
+    """metrics.csv, whole, in COLUMNS' order."""
     write_atomic(path, lambda f: pd.DataFrame(rows, columns=COLUMNS).to_csv(f, index=False))
 
 
@@ -246,18 +329,19 @@ class DamagedFile(Exception):
     """A run folder's summary.json or metrics.csv cannot be read."""
 
 
-def read_summary(run_dir: Path) -> dict:
-    """The run's summary.json ({} if it has none); DamagedFile if it is torn or not a summary."""
+def read_summary(run_dir: Path) -> Summary | None:
+    """The run's summary.json (None if it has none); DamagedFile if it is torn or not a summary."""
     path = Path(run_dir) / "summary.json"
     if not path.exists():
-        return {}
+        return None
     try:
         summary = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError):
         raise DamagedFile(f"{path.name} is not valid JSON") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("config"), dict):
         raise DamagedFile(f"{path.name} holds no run config")
-    return summary
+    known = {f.name for f in fields(Summary)}
+    return Summary(**{k: v for k, v in summary.items() if k in known})
 
 
 def damage(run_dir: Path) -> str | None:
@@ -300,7 +384,8 @@ def saved_config(run_dir: Path) -> dict | None:
     first checkpoint or row pins nothing, so the corrected command may take the folder."""
     if not ((run_dir / "metrics.csv").exists() or Checkpoint(run_dir).exists()):
         return None
-    saved = read_summary(run_dir).get("config")
+    summary = read_summary(run_dir)
+    saved = summary.config if summary else None
     if saved is None and (run_dir / ".hydra/config.yaml").exists():
         saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra/config.yaml"))
     return saved
@@ -316,7 +401,7 @@ def config_changes(cfg: DictConfig, run_dir: Path) -> dict[str, tuple]:
             if before.get(k) != now.get(k)}
 
 
-def prepare(cfg: DictConfig, run_dir: Path) -> dict | None:
+def prepare(cfg: DictConfig, run_dir: Path) -> Summary | None:
     """Check that the folder can hold this run (the caller holds its lock); return its finished
     summary if it is done."""
     repair(run_dir)
@@ -335,7 +420,7 @@ def prepare(cfg: DictConfig, run_dir: Path) -> dict | None:
     for stale in run_dir.glob(".*.tmp*"):  # half-written by a killed process; never renamed in
         stale.unlink()
     summary = read_summary(run_dir)
-    if summary.get("status") == "finished":
+    if summary and summary.status == "finished":
         return summary
     (run_dir / ".hydra").mkdir(exist_ok=True)
     write_text(run_dir / ".hydra/config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

@@ -35,7 +35,7 @@ from src.bench import bare_step, packing_gain  # noqa: E402
 from src.config import (CONF, ConfigError, check_config, compose, duration,  # noqa: E402
                         smaller_budgets)
 from src.grids import GRID_KEYS, GRIDS, PLAIN_AND_RESNET, expand  # noqa: E402
-from src.rundir import config_changes, damage, holder, read_summary  # noqa: E402
+from src.rundir import DamagedFile, config_changes, damage, holder, read_summary  # noqa: E402
 
 DEFAULTS = {"budget": "paper", "seeds": "1", "jobs": "auto", "launcher": "basic",
             "results_dir": "results"}
@@ -123,12 +123,12 @@ def status(cfg) -> tuple[str, int]:
         return ("running elsewhere" if holder(cfg.run_dir) else "damaged"), 0
     summary = read_summary(cfg.run_dir)
     if holder(cfg.run_dir):
-        return "running elsewhere", summary.get("iterations") or 0
+        return "running elsewhere", summary.iterations if summary else 0
     if not summary:
         return "new", 0
     if config_changes(cfg, cfg.run_dir):
         return "conflict", 0
-    return summary.get("status", "unknown"), summary.get("iterations") or 0
+    return summary.status, summary.iterations
 
 
 def packing(options, pending) -> tuple[int, int | None, float]:
@@ -197,8 +197,9 @@ class Sweep:
     """The runs of a sweep as processes of this machine, `jobs` at a time; a signal to the sweep
     is passed on to every running one (each checkpoints and stops) and starts nothing more."""
 
-    def __init__(self, jobs: int, threads: int | None, estimates: dict, speedup: float):
-        self.jobs, self.threads, self.estimates, self.speedup = jobs, threads, estimates, speedup
+    def __init__(self, jobs: int, estimates: dict, iterations: dict, speedup: float):
+        self.jobs, self.estimates, self.iterations, self.speedup = (jobs, estimates, iterations,
+                                                                    speedup)
         self.running, self.stop = {}, []
         self.env = {**os.environ, "SRC_SWEEP_PID": str(os.getpid())}
 
@@ -215,7 +216,7 @@ class Sweep:
         for run_dir, estimate in self.estimates.items():
             state, done = status_of(run_dir)
             if state != "finished":
-                seconds += estimate * (1 - done / max(iterations_of(run_dir, done), 1))
+                seconds += estimate * (1 - done / max(self.iterations[run_dir], 1))
         return duration(seconds / self.speedup)
 
     def start(self, words: list[str], name: str) -> subprocess.Popen:
@@ -253,16 +254,9 @@ def status_of(run_dir: str) -> tuple[str, int]:
     """(status, iterations done) from a run folder's summary, for the sweep's progress lines."""
     try:
         summary = read_summary(run_dir)
-    except Exception:  # a torn file: the run itself reports it
+    except DamagedFile:  # the run itself reports it
         return "unknown", 0
-    return summary.get("status", "new"), summary.get("iterations") or 0
-
-
-def iterations_of(run_dir: str, default: int) -> int:
-    try:
-        return read_summary(run_dir)["config"]["train"]["iterations"]
-    except Exception:
-        return default
+    return (summary.status, summary.iterations) if summary else ("new", 0)
 
 
 def main(argv=sys.argv[1:]):
@@ -279,7 +273,7 @@ def main(argv=sys.argv[1:]):
               flush=True)
     # Ctrl-C or SIGTERM: passed on to the running runs, which checkpoint and stop; the sweep
     # waits for them and starts nothing more. The runs stop too if the sweep dies (src.run).
-    sweep = Sweep(jobs, threads, estimates, speedup=gain)
+    sweep = Sweep(jobs, estimates, {cfg.run_dir: cfg.train.iterations for cfg in runs}, gain)
     previous = {s: signal.signal(s, sweep.pass_on)
                 for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:

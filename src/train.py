@@ -8,28 +8,25 @@ import contextlib
 import errno
 import math
 import os
-import platform
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 from omegaconf import DictConfig, OmegaConf
+from tensorflow.python.framework import config as tf_config  # op determinism's off switch
 
 from src import data as cifar
 from src import rundir
 from src.config import check_config, duration, smaller_budgets
 from src.models import gradient_norms, resnet, responses, trainable_parameters
-from src.rundir import (Checkpoint, read_gradients, read_rows, write_atomic, write_gradients,
-                        write_json, write_rows)
+from src.rundir import (Checkpoint, Row, Summary, provenance, read_gradients, read_rows,
+                        write_atomic, write_gradients, write_rows)
 
 # The warm-up (paper 4.2, 110 layers) ends once the training error, averaged over this many
 # batches (6,400 images at batch 128: about +-0.5 points of noise), is below
@@ -80,38 +77,6 @@ def write_responses(run_dir: Path, model, test_batches) -> None:
     """responses.csv: Figure 7's layer responses of the network as it is now, on the test set."""
     table = responses(model, test_batches)
     write_atomic(run_dir / "responses.csv", lambda f: table.to_csv(f, index=False))
-
-
-# --- what a run folder records about itself -------------------------------------------------------
-
-def hardware() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-            for g in tf.config.list_physical_devices("GPU")]
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus, "platform": platform.platform()}
-
-
-def versions() -> dict:
-    return {"python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "tensorflow_datasets": tfds.__version__,
-            "numpy": np.__version__}
-
-
-def code_version() -> str:
-    here = Path(__file__).parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
-                                text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True).stdout.strip()
-        return commit + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 # --- the steps ---------------------------------------------------------------------------------
@@ -206,13 +171,19 @@ def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interva
 
 # --- the run --------------------------------------------------------------------------------------
 
-def train(cfg: DictConfig) -> dict:
+def train(cfg: DictConfig) -> Summary:
     """Train (or resume, or just report) the run that `cfg` describes; return its summary."""
     check_config(cfg)
     run_dir = Path(cfg.run_dir)
     with rundir.lock(cfg, run_dir):
         try:
-            return train_locked(cfg, run_dir)
+            finished = rundir.prepare(cfg, run_dir)
+            if finished is not None:
+                print(f"{run_dir} is finished: train error {finished.train_error:.2f}%, test "
+                      f"error {finished.test_error:.2f}% after {finished.iterations} iterations")
+                return finished
+            with process_settings(cfg), stop_signals() as stop:
+                return Run(cfg, run_dir).loop(stop)
         except OSError as e:
             if e.errno != errno.ENOSPC:
                 raise
@@ -223,188 +194,263 @@ def train(cfg: DictConfig) -> dict:
             ) from None
 
 
-def train_locked(cfg: DictConfig, run_dir: Path) -> dict:
-    finished = rundir.prepare(cfg, run_dir)
-    if finished is not None:
-        print(f"{run_dir} is finished: train error {finished['train_error']:.2f}%, "
-              f"test error {finished['test_error']:.2f}% after {finished['iterations']} iterations")
-        return finished
+@dataclass
+class LoopState:
+    """The loop's own state, saved in every checkpoint beside the interval's sums (which live on
+    the device, in Interval), so a checkpoint may fall anywhere in a logging interval."""
+    iteration: int = 0
+    warming_up: bool = False
+    seconds: float = 0.0  # wall time of the run so far, evaluations included
+    interval_seconds: float = 0.0  # training time of the current logging interval
+    resumed_at: list = field(default_factory=list)  # every resume: Ctrl-C, a kill, a requeue
+    saved_at: int | None = None  # the last checkpoint's iteration (not saved)
+    checked: int = 0  # the last iteration whose loss was read and found finite (not saved)
 
-    t = cfg.train
-    use_threads(cfg.threads)
-    keras.utils.set_random_seed(cfg.seed)
-    if t.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    keras.mixed_precision.set_global_policy(t.precision)
-    data = cifar.load(cfg.data.dir, cfg.data.download, cfg.data.train_examples,
-                      cfg.data.test_examples, cfg.data.validation)
+    SAVED = ("iteration", "warming_up", "seconds", "interval_seconds", "resumed_at")
 
-    model = build_model(cfg)
-    optimizer, schedule = make_optimizer(cfg)
-    interval = Interval()
-    train_step = make_train_step(model, optimizer, schedule, interval, t.warmup_until_error,
-                                 t.jit_compile)
-    backward_signal = gradient_norms(model)
+    @classmethod
+    def from_checkpoint(cls, saved: dict | None, warming_up: bool) -> "LoopState":
+        if saved is None:
+            return cls(warming_up=warming_up)
+        at = saved["iteration"]
+        return cls(at, saved["warming_up"], saved["seconds"], saved["interval_seconds"],
+                   [*saved.get("resumed_at", []), at], saved_at=at, checked=at)
 
-    # No Python control flow to convert; AutoGraph would also warn on the second run of a
-    # multirun, whose test_step closes over another model.
-    @tf.function(jit_compile=t.jit_compile, autograph=False)
+    def to_checkpoint(self, sums: dict) -> dict:
+        return ({k: getattr(self, k) for k in self.SAVED} | {"recent_errors": sums["recent_errors"]}
+                | {k: sums[k] for k in Interval.FLOATS})
+
+    def clock(self, tick: float) -> float:
+        """Add the time since `tick` to the run's and the interval's; the new tick."""
+        now = time.perf_counter()
+        self.seconds += now - tick
+        self.interval_seconds += now - tick
+        return now
+
+
+class Run:
+    """One run as the loop sees it: its network, steps and data, its files, and its state."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path):
+        self.cfg, self.run_dir, t = cfg, run_dir, cfg.train
+        self.data = cifar.load(cfg.data.dir, cfg.data.download, cfg.data.train_examples,
+                               cfg.data.test_examples, cfg.data.validation)
+        self.test_batches = cifar.test_batches(self.data)
+        self.model = build_model(cfg)
+        self.optimizer, self.schedule = make_optimizer(cfg)
+        self.interval = Interval()
+        self.train_step = make_train_step(self.model, self.optimizer, self.schedule,
+                                          self.interval, t.warmup_until_error, t.jit_compile)
+        self.test_step = make_test_step(self.model, t.jit_compile)
+        self.backward_signal = gradient_norms(self.model)
+        self.checkpoint = Checkpoint(run_dir, cfg)
+        saved = self.checkpoint.load(self.model, self.optimizer)  # optimizer.iterations included
+        self.state = LoopState.from_checkpoint(saved, warmup_enabled(cfg))
+        self.schedule.warming_up.assign(self.state.warming_up)
+        self.interval.restore(saved or {})
+        self.rows = read_rows(run_dir / "metrics.csv", self.state.iteration)
+        self.first_row = len(self.rows)
+        self.gradients = read_gradients(run_dir / "gradients.csv", self.state.iteration)
+        self.board = TensorBoard(run_dir, self.rows)
+        parameters = trainable_parameters(self.model)
+        self.summary = provenance(OmegaConf.to_container(cfg, resolve=True), parameters)
+        self.live = sys.stdout.isatty()
+        announce(cfg, self.model.name, parameters, self.state.iteration)
+
+    def loop(self, stop: "StopSignals") -> Summary:
+        """Train from the state's iteration to the budget's last, logging, checkpointing and
+        stopping on a signal as the config says."""
+        cfg, state = self.cfg, self.state
+        try:
+            self.save_summary("running")
+            batches = iter(cifar.train_batches(self.data, cfg.train.batch_size, cfg.seed,
+                                               state.iteration))
+            tick = time.perf_counter()
+            while state.iteration < cfg.train.iterations:
+                _, images, labels = next(batches)
+                self.train_step(images, labels)
+                state.iteration += 1
+                tick = state.clock(tick)
+                if self.live and state.iteration % 10 == 0:  # between rows, on a terminal only
+                    self.live_line()
+                if state.iteration % cfg.log.every == 0:
+                    self.log_row(images, labels)
+                    tick = time.perf_counter()
+                if state.iteration % cfg.checkpoint.every == 0 or stop.received:
+                    self.save_checkpoint()
+                if stop.received:
+                    self.stop(stop)
+            write_responses(self.run_dir, self.model, self.test_batches)
+            self.save_summary("finished")
+            print(f"finished: train error {self.summary.train_error:.2f}%, test error "
+                  f"{self.summary.test_error:.2f}% after {duration(state.seconds)}")
+            return self.summary
+        except OSError as e:
+            if e.errno == errno.ENOSPC:  # a small summary may still fit where a checkpoint did not
+                with contextlib.suppress(OSError):
+                    self.save_summary("interrupted")
+            raise
+        finally:
+            self.board.close()
+
+    def save_summary(self, status: str, error: str | None = None) -> None:
+        last = self.rows[-1] if self.rows else {}
+        s = self.summary
+        s.status, s.iterations, s.error = status, self.state.iteration, error
+        s.train_error, s.test_error = last.get("train_error"), last.get("test_error")
+        s.resumed_at, s.wall_seconds = self.state.resumed_at, self.state.seconds
+        s.write(self.run_dir)
+
+    def read_interval(self) -> dict:
+        """The interval's sums, read from the device; stop on a NaN or infinite loss."""
+        sums, state = self.interval.read(), self.state
+        if not math.isfinite(sums["loss_sum"]):
+            good = "none" if state.saved_at is None else f"iteration {state.saved_at:,}"
+            what = (f"loss became {sums['loss_sum']} between iteration {state.checked:,} and "
+                    f"{state.iteration:,}")
+            self.save_summary("failed", error=what)
+            raise NumericalError(f"{what} (lr {sums['lr']:g}); last good checkpoint: {good}")
+        state.checked = state.iteration
+        if sums["warmup_ended_at"] and state.warming_up:
+            state.warming_up = False
+            t = self.cfg.train
+            print(f"warm-up over at iteration {sums['warmup_ended_at']}: training error of the "
+                  f"last {WARMUP_WINDOW} batches below {t.warmup_until_error}%, lr back to {t.lr}")
+        return sums
+
+    def live_line(self) -> None:
+        sums, state = self.read_interval(), self.state
+        print(f"\r{progress(state.iteration, self.cfg.train.iterations, state.seconds)} "
+              f"train {100 * sums['wrong'] / sums['seen']:5.2f}% (running) | "
+              f"{sums['seen'] / state.interval_seconds:.0f} img/s ", end="", flush=True)
+
+    def log_row(self, images, labels) -> None:
+        """A row of metrics.csv (and TensorBoard), with the test set every log.test_every
+        iterations and the backward signal on the row's last batch, in gradients.csv.
+
+        The row is written before the checkpoint that covers it, and rows past the checkpoint are
+        dropped on resume: no gap and no duplicate, whenever the kill."""
+        cfg, state = self.cfg, self.state
+        sums = self.read_interval()
+        start = time.perf_counter()
+        self.gradients += self.backward_signal(images, labels, state.iteration)
+        tested = state.iteration % cfg.log.test_every == 0
+        test_loss, test_error = evaluate(self.test_step, self.test_batches) if tested else (
+            math.nan, math.nan)
+        eval_seconds = time.perf_counter() - start
+        state.seconds += eval_seconds
+        self.rows.append(asdict(Row(
+            iteration=state.iteration,
+            epoch=round(state.iteration * cfg.train.batch_size / len(self.data.train_labels), 3),
+            lr=float(f"{sums['lr']:.6g}"), train_loss=sums["loss_sum"] / sums["seen"],
+            train_error=100 * sums["wrong"] / sums["seen"], test_loss=test_loss,
+            test_error=test_error, seconds=round(state.seconds, 2),
+            eval_seconds=round(eval_seconds, 2),
+            images_per_second=round(sums["seen"] / state.interval_seconds, 1))))
+        write_rows(self.run_dir / "metrics.csv", self.rows)
+        write_gradients(self.run_dir / "gradients.csv", self.gradients)
+        self.board.write(self.rows[-1])
+        self.interval.reset()
+        state.interval_seconds = 0.0
+        self.save_summary("running")
+        report(self.rows[-1], cfg.train.iterations, self.live)
+        if len(self.rows) == self.first_row + 1:  # the first measured rate of this process
+            cpu_guard(cfg, self.rows[-1]["images_per_second"],
+                      cfg.train.iterations - state.iteration)
+
+    def save_checkpoint(self) -> None:
+        sums = self.read_interval()  # never a checkpoint of NaN weights
+        self.checkpoint.save(self.model, self.optimizer, self.state.to_checkpoint(sums))
+        self.state.saved_at = self.state.iteration
+
+    def stop(self, stop: "StopSignals") -> None:
+        """After a signal's checkpoint: say so, hand a preemption to submitit, exit."""
+        signum = stop.received[0]
+        self.save_summary("interrupted")
+        print(f"stopped by signal {signum} at iteration {self.state.iteration}; "
+              "run the same command again to resume", file=sys.stderr, flush=True)
+        if signum == preemption_signal() and callable(stop.previous.get(signum)):
+            stop.previous[signum](signum, None)  # submitit's: requeue this job, then exit
+        sys.exit(128 + signum)
+
+
+def make_test_step(model, jit_compile=False):
+    """The summed loss and the wrong predictions of a test batch, compiled (no Python control
+    flow to convert; AutoGraph would also warn on a multirun's second run, whose step closes over
+    another model)."""
+    @tf.function(jit_compile=jit_compile, autograph=False)
     def test_step(images, labels):
         logits = model(images, training=False)
         loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(labels, logits, True))
         return loss, count_wrong(logits, labels)
+    return test_step
 
-    test_batches = cifar.test_batches(data)
 
-    def evaluate():
-        loss = wrong = 0.0
-        for images, labels in test_batches:
-            batch_loss, batch_wrong = test_step(images, labels)
-            loss, wrong = loss + batch_loss, wrong + batch_wrong
-        n = len(data.test_labels)
-        return float(loss) / n, 100 * float(wrong) / n
+def evaluate(test_step, test_batches) -> tuple[float, float]:
+    """(mean loss, error in %) over the test set (or its slice)."""
+    loss = wrong = 0.0
+    n = 0
+    for images, labels in test_batches:
+        batch_loss, batch_wrong = test_step(images, labels)
+        loss, wrong, n = loss + batch_loss, wrong + batch_wrong, n + len(labels)
+    return float(loss) / n, 100 * float(wrong) / n
 
-    # The interval's sums are part of the state, so a checkpoint may fall mid-interval.
-    checkpoint = Checkpoint(run_dir, cfg)
-    loaded = checkpoint.load(model, optimizer)  # optimizer.iterations included
-    state = loaded or {"iteration": 0, "warming_up": warmup_enabled(cfg),
-                       "interval_seconds": 0.0, "seconds": 0.0}
-    iteration = state["iteration"]
-    if loaded:  # every resume (after Ctrl-C, a kill, a requeue), kept in the checkpoints
-        state["resumed_at"] = [*state.get("resumed_at", []), iteration]
-    saved_at = iteration if loaded else None
-    schedule.warming_up.assign(state["warming_up"])
-    interval.restore(state)
-    rows = read_rows(run_dir / "metrics.csv", iteration)
-    first_row = len(rows)
-    gradients = read_gradients(run_dir / "gradients.csv", iteration)
-    board = TensorBoard(run_dir, rows)
-    parameters = trainable_parameters(model)
-    print(f"{model.name}: {parameters / 1e6:.2f}M parameters, "
-          f"{t.iterations} iterations of {t.batch_size} images ({cfg.budget.name} budget) "
-          f"-> {run_dir}" + (f", resuming at iteration {iteration}" if iteration else ""),
-          flush=True)
+
+def announce(cfg: DictConfig, name: str, parameters: int, iteration: int) -> None:
+    t = cfg.train
+    print(f"{name}: {parameters / 1e6:.2f}M parameters, {t.iterations} iterations of "
+          f"{t.batch_size} images ({cfg.budget.name} budget) -> {cfg.run_dir}"
+          + (f", resuming at iteration {iteration}" if iteration else ""), flush=True)
     if cfg.threads is not None:
         slurm = os.environ.get("SLURM_CPUS_PER_TASK")
         print(f"threads: {tf.config.threading.get_intra_op_parallelism_threads()} intra-op, "
               f"{tf.config.threading.get_inter_op_parallelism_threads()} inter-op"
               + (f" (SLURM_CPUS_PER_TASK={slurm})" if slurm else ""), flush=True)
 
-    summary = {"status": "running", "config": OmegaConf.to_container(cfg, resolve=True),
-               "parameters": parameters, "hardware": hardware(),
-               "versions": versions(), "commit": code_version()}
 
-    def save_summary(status, **extra):
-        last = rows[-1] if rows else {}
-        summary.update(status=status, iterations=iteration,
-                       train_error=last.get("train_error"), test_error=last.get("test_error"),
-                       resumed_at=state.get("resumed_at", []),
-                       wall_seconds=state["seconds"],
-                       updated=datetime.now(timezone.utc).isoformat(timespec="seconds"), **extra)
-        write_json(run_dir / "summary.json", summary)
-
-    checked = iteration  # the last iteration at which the loss was read and found finite
-
-    def read_interval() -> dict:
-        """The interval's sums, read from the device; stop on a NaN or infinite loss."""
-        nonlocal checked
-        sums = interval.read()
-        if not math.isfinite(sums["loss_sum"]):
-            good = "none" if saved_at is None else f"iteration {saved_at:,}"
-            what = f"loss became {sums['loss_sum']} between iteration {checked:,} and {iteration:,}"
-            save_summary("failed", error=what)
-            raise NumericalError(f"{what} (lr {sums['lr']:g}); last good checkpoint: {good}")
-        checked = iteration
-        if sums["warmup_ended_at"] and state["warming_up"]:
-            state["warming_up"] = False
-            print(f"warm-up over at iteration {sums['warmup_ended_at']}: training error of the "
-                  f"last {WARMUP_WINDOW} batches below {t.warmup_until_error}%, lr back to {t.lr}")
-        return sums
-
-    # Ctrl-C, SIGTERM, SIGHUP (a closed terminal or ssh session), or the signal Slurm sends
-    # before a time limit or preemption (submitit's, USR2 unless SUBMITIT_PREEMPT_SIGNAL says
-    # otherwise): finish the step, checkpoint, exit. Signals reach the main thread only.
-    stop = []
-    handlers = {s: signal.signal(s, lambda signum, _: stop.append(signum))
-                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, preemption_signal())
-                if threading.current_thread() is threading.main_thread()}
+@contextlib.contextmanager
+def process_settings(cfg: DictConfig):
+    """The process-wide settings a run makes (threads, seed, op determinism, precision policy),
+    and the precision policy, op determinism and recursion limit restored when it ends (the
+    threads cannot be: TensorFlow fixes them at its first op)."""
+    policy, limit = keras.mixed_precision.global_policy(), sys.getrecursionlimit()
+    determinism = tf_config.is_op_determinism_enabled()
+    use_threads(cfg.threads)
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.mixed_precision.set_global_policy(cfg.train.precision)
     try:
-        save_summary("running")
-        batches = iter(cifar.train_batches(data, t.batch_size, cfg.seed, iteration))
-        n_train = len(data.train_labels)
-        live = sys.stdout.isatty()
-        tick = time.perf_counter()
-        while iteration < t.iterations:
-            _, images, labels = next(batches)
-            train_step(images, labels)
-            iteration += 1
-            now = time.perf_counter()
-            state["interval_seconds"] += now - tick
-            state["seconds"] += now - tick
-            tick = now
-            if live and iteration % 10 == 0:  # between rows, on a terminal only
-                sums = read_interval()
-                print(f"\r{progress(iteration, t.iterations, state['seconds'])} "
-                      f"train {100 * sums['wrong'] / sums['seen']:5.2f}% (running) | "
-                      f"{sums['seen'] / state['interval_seconds']:.0f} img/s ", end="", flush=True)
-
-            if iteration % cfg.log.every == 0:
-                sums = read_interval()
-                eval_start = time.perf_counter()
-                gradients += backward_signal(images, labels, iteration)  # the row's last batch
-                tested = iteration % cfg.log.test_every == 0
-                test_loss, test_error = evaluate() if tested else (math.nan, math.nan)
-                eval_seconds = time.perf_counter() - eval_start
-                state["seconds"] += eval_seconds
-                rows.append({
-                    "iteration": iteration,
-                    "epoch": round(iteration * t.batch_size / n_train, 3),
-                    "lr": float(f"{sums['lr']:.6g}"),
-                    "train_loss": sums["loss_sum"] / sums["seen"],
-                    "train_error": 100 * sums["wrong"] / sums["seen"], "test_loss": test_loss,
-                    "test_error": test_error, "seconds": round(state["seconds"], 2),
-                    "eval_seconds": round(eval_seconds, 2),
-                    "images_per_second": round(sums["seen"] / state["interval_seconds"], 1),
-                })
-                # The row is written before the checkpoint that covers it, and rows past the
-                # checkpoint are dropped on resume: no gap and no duplicate, whenever the kill.
-                write_rows(run_dir / "metrics.csv", rows)
-                write_gradients(run_dir / "gradients.csv", gradients)
-                board.write(rows[-1])
-                interval.reset()
-                state["interval_seconds"] = 0.0
-                save_summary("running")
-                report(rows[-1], t.iterations, live)
-                if len(rows) == first_row + 1:  # the first measured rate of this process
-                    cpu_guard(cfg, rows[-1]["images_per_second"], t.iterations - iteration)
-                tick = time.perf_counter()
-            if iteration % cfg.checkpoint.every == 0 or stop:
-                sums = read_interval()  # never a checkpoint of NaN weights
-                state.update(iteration=iteration, recent_errors=sums["recent_errors"],
-                             **{k: sums[k] for k in Interval.FLOATS})
-                checkpoint.save(model, optimizer, state)
-                saved_at = iteration
-            if stop:
-                save_summary("interrupted")
-                print(f"stopped by signal {stop[0]} at iteration {iteration}; "
-                      "run the same command again to resume", file=sys.stderr, flush=True)
-                if stop[0] == preemption_signal() and callable(handlers.get(stop[0])):
-                    handlers[stop[0]](stop[0], None)  # submitit's: requeue this job, then exit
-                sys.exit(128 + stop[0])
-        write_responses(run_dir, model, test_batches)
-        save_summary("finished")
-        print(f"finished: train error {summary['train_error']:.2f}%, test error "
-              f"{summary['test_error']:.2f}% after {duration(state['seconds'])}")
-    except OSError as e:
-        if e.errno == errno.ENOSPC:  # a small summary may still fit where a checkpoint did not
-            with contextlib.suppress(OSError):
-                save_summary("interrupted")
-        raise
+        yield
     finally:
-        board.close()
-        for s, h in handlers.items():
-            signal.signal(s, h)
-    return summary
+        keras.mixed_precision.set_global_policy(policy)
+        sys.setrecursionlimit(limit)
+        if not determinism:
+            tf_config.disable_op_determinism()
+
+
+@dataclass
+class StopSignals:
+    received: list  # the signals that arrived, in order
+    previous: dict  # the handlers they replaced
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """Ctrl-C, SIGTERM, SIGHUP (a closed terminal or ssh session), or the signal Slurm sends
+    before a time limit or preemption (submitit's, USR2 unless SUBMITIT_PREEMPT_SIGNAL says
+    otherwise) are recorded while the block runs, for the loop to finish its step, checkpoint
+    and exit; the previous handlers come back after it. Signals reach the main thread only."""
+    stop = StopSignals([], {})
+    if threading.current_thread() is threading.main_thread():
+        stop.previous = {s: signal.signal(s, lambda signum, _: stop.received.append(signum))
+                         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
+                                   preemption_signal())}
+    try:
+        yield stop
+    finally:
+        for s, handler in stop.previous.items():
+            signal.signal(s, handler)
 
 
 class TensorBoard:

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import tensorflow_datasets as tfds
-from tensorflow.python.framework import config as tf_config
 from tensorflow_datasets.image_classification.cifar import Cifar10
 
 import experiments.gradients
@@ -131,8 +130,6 @@ def run(*args, module="src.run"):
             code = e.code if isinstance(e.code, int) else 1
             if isinstance(e.code, str):  # as Python prints it on exit
                 print(e.code, file=sys.stderr)
-        finally:
-            tf_config.disable_op_determinism()  # train.deterministic=true holds for its run only
     return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
 
 

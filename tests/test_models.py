@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import src  # noqa: F401
 from experiments.paper import PARAMETERS_M
 from src.models import blocks_per_stage, resnet, trainable_parameters
 

@@ -99,6 +99,17 @@ def test_a_cpu_run_of_over_an_hour_says_so_with_the_smaller_budgets(smoke):
     assert stopped.stdout.index("note: ~") > stopped.stdout.index("[    10/5000000")
 
 
+def test_a_run_restores_the_process_wide_settings_it_changed(smoke):
+    import keras
+    from tensorflow.python.framework import config as tf_config
+    overrides, _ = smoke
+    result = run(*overrides, "train.precision=mixed_bfloat16", "train.deterministic=true",
+                 "train.iterations=10", "budget.log_every=10", "budget.test_every=10")
+    assert result.returncode == 0, result.stderr
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert not tf_config.is_op_determinism_enabled()
+
+
 def test_resume_is_bit_identical_with_determinism(tmp_path):
     common = ["budget=smoke", "depth=8", *LIGHT, "train.iterations=40", "train.deterministic=true"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"

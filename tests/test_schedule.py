@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import src  # noqa: F401
 from src.models import resnet
 from src.config import compose
 from src.train import (WARMUP_WINDOW, Interval, PaperSchedule, make_optimizer, make_train_step,
