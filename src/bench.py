@@ -155,26 +155,11 @@ def pipeline(overrides, batches=300):
     return batches * 128 / (time.perf_counter() - start)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--depths", type=int, nargs="+", default=[20, 56])
-    parser.add_argument("--steps", type=int, default=15, help="timed steps per measurement")
-    parser.add_argument("--rounds", type=int, default=2,
-                        help="interleaved rounds of the float32 fused vs Keras batch-norm runs")
-    parser.add_argument("--out", default="results/bench/bench.csv")
-    parser.add_argument("--rate-of", type=int, help=argparse.SUPPRESS)  # a packing worker's depth
-    parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--seconds", type=float, default=6.0, help=argparse.SUPPRESS)
-    parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
-    args, overrides = parser.parse_known_args()
-    if args.rate_of:  # one worker of packed_rates
-        use_threads(args.threads)
-        print(timed_rate(args.rate_of, args.seconds, args.start_at))
-        return
-    tf.get_logger().setLevel("ERROR")  # each trainer run traces its own functions anew
+def measure_all(args, overrides) -> list[dict]:
+    """Every measurement of the table, depth by depth, printed as it is taken."""
     gpu = bool(tf.config.list_physical_devices("GPU"))
     precisions = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if gpu else [])
-    peak, peak_how = peak_flops()
+    peak, _ = peak_flops()
     input_rate = pipeline(overrides)
     rows = []
 
@@ -211,13 +196,18 @@ def main():
                 rows.append({"depth": depth, "what": what, "images_per_second": sum(rates)})
                 print(f"depth {depth:>4} {what:<9} {sum(rates):7.1f} img/s in all "
                       f"({' + '.join(f'{r:.0f}' for r in rates)})", flush=True)
+    return rows
+
+
+def tabulate(rows: list[dict]) -> pd.DataFrame:
+    """The median of each measurement, its spread, and the ratios within this one run: to the
+    bare step of the same variant, to the float32 fused bare step, fused over Keras BN."""
     key = ["depth", "what", "precision", "batch_norm", "xla"]
     table = pd.DataFrame(rows).groupby(key, sort=False, dropna=False).agg(
         images_per_second=("images_per_second", "median"),
         measured=("images_per_second", "size"),
         spread=("images_per_second", lambda v: (v.max() - v.min()) / v.median()),
         flops_fraction_of_peak=("flops_fraction_of_peak", "median")).reset_index()
-    # Ratios within this one run: to the bare step of the same variant, and to float32 fused.
     key = ["depth", "precision", "batch_norm", "xla"]
     bare = table[table.what == "bare step"].set_index(key).images_per_second
     reference = table[(table.what == "bare step") & (table.precision == "float32")
@@ -230,6 +220,28 @@ def main():
     by_bn = trainers.set_index(["depth", "batch_norm"]).images_per_second
     table["fused_over_keras_trainer"] = table.depth.map(
         lambda d: by_bn.get((d, "fused"), np.nan) / by_bn.get((d, "keras"), np.nan))
+    return table
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--depths", type=int, nargs="+", default=[20, 56])
+    parser.add_argument("--steps", type=int, default=15, help="timed steps per measurement")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="interleaved rounds of the float32 fused vs Keras batch-norm runs")
+    parser.add_argument("--out", default="results/bench/bench.csv")
+    parser.add_argument("--rate-of", type=int, help=argparse.SUPPRESS)  # a packing worker's depth
+    parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--seconds", type=float, default=6.0, help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
+    args, overrides = parser.parse_known_args()
+    if args.rate_of:  # one worker of packed_rates
+        use_threads(args.threads)
+        print(timed_rate(args.rate_of, args.seconds, args.start_at))
+        return
+    tf.get_logger().setLevel("ERROR")  # each trainer run traces its own functions anew
+    table = tabulate(measure_all(args, overrides))
+    peak, peak_how = peak_flops()
     machine = provenance({}, 0)
     hw = machine.hardware
     for k, value in {**hw, **machine.versions, "peak_flops": peak,
@@ -247,9 +259,9 @@ def main():
         print(f"ResNet-{depth}: trainer with fused batch norm {ratio:.2f}x the trainer with "
               "Keras' batch norm")
     by_what = table.set_index(["depth", "what"]).images_per_second
+    jobs = os.cpu_count()
     for depth in args.depths:
         if (depth, "1 process") in by_what.index:
-            jobs = os.cpu_count()
             print(f"ResNet-{depth}: {jobs} packed one-thread processes "
                   f"{by_what[depth, f'{jobs} packed'] / by_what[depth, '1 process']:.2f}x the "
                   f"images/s of one process on all {jobs} cores (the sweep's jobs=auto)")

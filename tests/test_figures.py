@@ -173,7 +173,7 @@ def test_the_gradient_figure_and_its_ratios_come_from_gradients_csv(tmp_path):
 def test_make_figures_imports_no_tensorflow():
     import subprocess
     import sys
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
     probe = subprocess.run([sys.executable, "-c", "import sys, experiments.figures; "
                             "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"],
                            cwd=ROOT, capture_output=True, text=True, timeout=120)

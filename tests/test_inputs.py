@@ -10,7 +10,7 @@ from hydra.errors import ConfigCompositionException
 
 from src.config import compose
 from src.config import ConfigError, check_config
-from tests.conftest import run
+from tests.helpers import run
 
 
 @pytest.mark.parametrize("budget", ["paper", "long", "quick", "smoke"])

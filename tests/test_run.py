@@ -15,7 +15,7 @@ import pytest
 from src.config import compose
 from src.rundir import COLUMNS, GRADIENT_COLUMNS, Checkpoint
 from src.train import build_model, make_optimizer
-from tests.conftest import LIGHT, interrupt_after_first_row, metrics, run, start
+from tests.helpers import LIGHT, interrupt_after_first_row, metrics, run, start
 
 LOSSES_AND_ERRORS = ["train_loss", "train_error", "test_loss", "test_error"]
 

@@ -53,7 +53,7 @@ def test_warm_up_is_on_for_110_layers_and_up_unless_forced(depth, warmup, expect
 def test_warm_up_ends_in_a_real_run_after_a_full_window_below_the_threshold(smoke):
     """At 0.01 a ResNet-20 is below 95% (chance is 90%) from the start: the warm-up still lasts
     until WARMUP_WINDOW batches have been seen, then the lr is 0.1 and stays there."""
-    from tests.conftest import metrics, run
+    from tests.helpers import metrics, run
     overrides, run_dir = smoke
     result = run(*overrides, "train.warmup=true", "train.warmup_until_error=95",
                  "train.iterations=60", "train.milestones=[0.999]", "budget.log_every=20",

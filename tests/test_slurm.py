@@ -8,7 +8,7 @@ import time
 import pandas as pd
 import pytest
 
-from tests.conftest import ROOT, metrics, run, run_process
+from tests.helpers import ROOT, metrics, run, run_process
 
 pytestmark = pytest.mark.slurm
 UP = ROOT / "tests/slurm/up.sh"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from src.config import compose
-from tests.conftest import (LIGHT, interrupt_process_after_first_row, metrics, run,
+from tests.helpers import (LIGHT, interrupt_process_after_first_row, metrics, run,
                             run_process, start, wait_for_first_row)
 
 
@@ -41,7 +41,7 @@ def test_sweep_skips_finished_runs_reports_failures_and_exits_nonzero(tmp_path):
 @pytest.mark.heavy
 def test_make_reproduce_cifar_with_a_refused_value_says_so_once_and_draws_nothing(tmp_path):
     import subprocess
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
     p = subprocess.run(["make", "--no-print-directory", "reproduce-cifar", "BUDGET=nope",
                         f"RESULTS={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2

@@ -1,0 +1,111 @@
+"""What the tests share: running the entry points (in this process or as processes of their
+own), interrupting them, and reading a run's curve. Imported by the tests; the fixtures are in
+conftest.py."""
+import contextlib
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from unittest import mock
+
+import pandas as pd
+
+import experiments.gradients
+import experiments.responses
+import src.run
+import src.sweep
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_env():
+    return {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT)}
+
+
+def start(*args, module="src.run"):
+    """`python -m module *args` as a process of its own (for kill -9, two runs at once, the
+    sweep's children); most tests use `run`, which saves each its start-up of about 4 s."""
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=run_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def run_process(*args, module="src.run", timeout=600):
+    p = start(*args, module=module)
+    out, err = p.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+ENTRY_POINTS = {"src.run": lambda args: src.run.cli(),  # Hydra reads sys.argv
+                "src.sweep": src.sweep.main,  # its runs' output is not captured: use run_process
+                "experiments.responses": experiments.responses.main,
+                "experiments.gradients": experiments.gradients.main}
+
+
+def run(*args, module="src.run"):
+    """`python -m module *args` run in this process (one of ENTRY_POINTS): its exit
+    code, stdout and stderr, as a CompletedProcess. Uncaught exceptions propagate, where a process
+    would print a traceback."""
+    out, err = io.StringIO(), io.StringIO()
+    with (mock.patch.object(sys, "argv", [module, *args]),
+          mock.patch.dict(os.environ, {"HYDRA_FULL_ERROR": "0"}),
+          contextlib.redirect_stdout(out), contextlib.redirect_stderr(err)):
+        try:
+            code = ENTRY_POINTS[module](list(args)) or 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+            if isinstance(e.code, str):  # as Python prints it on exit
+                print(e.code, file=sys.stderr)
+    return subprocess.CompletedProcess([module, *args], code, out.getvalue(), err.getvalue())
+
+
+def wait_for_first_row(run_dir: Path, p: subprocess.Popen | None = None,
+                       done: threading.Event | None = None) -> None:
+    """Until the run in `run_dir` has logged a row (or process `p` ended, or `done` was set, or 5
+    minutes passed)."""
+    deadline = time.time() + 300
+    while (not (run_dir / "metrics.csv").exists() and (p is None or p.poll() is None)
+           and not (done and done.is_set()) and time.time() < deadline):
+        time.sleep(0.01)
+
+
+def interrupt_after_first_row(run_dir: Path, *overrides, sig=signal.SIGTERM):
+    """`run` src.run and send this process `sig` once `run_dir` has logged a row, as Ctrl-C or a
+    scheduler would; return the finished run. A signal that comes after the run ended is ignored."""
+    done = threading.Event()
+
+    def send():
+        wait_for_first_row(run_dir, done=done)
+        if not done.is_set():
+            os.kill(os.getpid(), sig)
+
+    previous = signal.signal(sig, lambda *_: None)
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        return run(*overrides)
+    finally:
+        done.set()
+        sender.join()
+        signal.signal(sig, previous)
+
+
+def interrupt_process_after_first_row(run_dir: Path, *args, sig=signal.SIGTERM, module="src.run"):
+    """Start `python -m module *args`, wait until `run_dir` has logged a row, send the process
+    `sig`, return the finished process."""
+    p = start(*args, module=module)
+    wait_for_first_row(run_dir, p)
+    p.send_signal(sig)
+    out, err = p.communicate(timeout=120)
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+def metrics(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "metrics.csv")
+
+
+# Batches of 32 and 100 test images: steps and evaluations 4-5x cheaper than the smoke budget's.
+LIGHT = ["train.batch_size=32", "data.test_examples=100"]
