@@ -137,8 +137,8 @@ def trainer(depth, overrides, steps):
     every = 2 * steps
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         cfg = compose(f"depth={depth}", "budget=smoke", f"train.iterations={4 * every}",
-                      f"budget.log_every={every}", f"budget.test_every={4 * every}",
-                      "budget.train_examples=null", f"results_dir={tmp}", *overrides)
+                      f"log.every={every}", f"log.test_every={4 * every}",
+                      "data.train_examples=null", f"results_dir={tmp}", *overrides)
         train(cfg)
         rows = pd.read_csv(Path(cfg.run_dir) / "metrics.csv")
     return rows.images_per_second.iloc[1:].mean()  # the first interval includes tracing

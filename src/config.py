@@ -32,13 +32,7 @@ class ConfigError(Exception):
 
 @dataclass
 class Budget:
-    name: str = MISSING
-    iterations: int = MISSING
-    milestones: List[float] = MISSING
-    log_every: int = MISSING
-    test_every: int = MISSING
-    train_examples: Optional[int] = None
-    test_examples: Optional[int] = None
+    name: str = MISSING  # the budget file that set train.iterations and .milestones, log.*, data.*
 
 
 @dataclass
@@ -112,7 +106,7 @@ def compose(*overrides: str) -> DictConfig:
 
 def budget_iterations(name: str) -> int:
     """The iterations of a budget file (conf/budget/<name>.yaml)."""
-    return int(OmegaConf.load(CONF / "budget" / f"{name}.yaml").iterations)
+    return int(OmegaConf.load(CONF / "budget" / f"{name}.yaml").train.iterations)
 
 
 def smaller_budgets(seconds_per_iteration: float, iterations: int) -> str:

@@ -104,6 +104,10 @@ def code_version() -> str:
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+# Keys of the configs of older runs that repeated train.iterations and .milestones, log.* and the
+# data slices under budget.*: not compared, so those runs still count as finished and resume.
+LEGACY_KEYS = tuple(f"budget.{key}" for key in ("iterations", "milestones", "log_every",
+                                                "test_every", "train_examples", "test_examples"))
 # Config keys that do not change what a run computes: a folder may be resumed with other values.
 RESUMABLE_KEYS = ("results_dir", "run_dir", "overwrite", "data.dir", "data.download",
                   "checkpoint.every", "threads")
@@ -235,6 +239,8 @@ class Checkpoint:
                     state = json.loads(str(f["state"]))
                     values = {k: f[k] for k in named if k in f.files}
                     fingerprint = json.loads(str(f["fingerprint"])) if "fingerprint" in f else None
+                    if fingerprint is not None:
+                        fingerprint = {k: v for k, v in fingerprint.items() if k not in LEGACY_KEYS}
             except Exception as e:  # a torn or corrupted zip fails in many ways
                 reason = f"damaged: {type(e).__name__}"
             else:
@@ -322,7 +328,7 @@ def write_gradients(path: Path, rows: list[dict]) -> None:
 def comparable(cfg: DictConfig) -> dict:
     """The config as a flat dict of what determines a run's results."""
     flat = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0]
-    return {k: v for k, v in flat.to_dict().items() if k not in RESUMABLE_KEYS}
+    return {k: v for k, v in flat.to_dict().items() if k not in RESUMABLE_KEYS + LEGACY_KEYS}
 
 
 class DamagedFile(Exception):

@@ -37,7 +37,7 @@ def test_every_budget_composes_and_validates(budget):
                                  "to the 10,000 images of the test split"),
     ("data.train_examples=10", "data.train_examples=10 is not allowed: null (all) or from "
                                "train.batch_size=128 to the 50,000 training images"),
-    ("budget.log_every=7", "log.every must divide log.test_every"),
+    ("log.every=7", "log.every must divide log.test_every"),
     ("train.milestones=[0.75,0.5]", "train.milestones=[0.75, 0.5] is not allowed"),
     ("train.precision=fp8", "train.precision='fp8' is not allowed: choose one of float32"),
     ("train.warmup=maybe", "train.warmup='maybe' is not allowed: auto, true or false"),

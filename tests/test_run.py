@@ -91,7 +91,7 @@ def test_sigterm_checkpoints_mid_interval_and_the_rerun_continues_without_gaps(s
 def test_a_cpu_run_of_over_an_hour_says_so_with_the_smaller_budgets(smoke):
     overrides, run_dir = smoke
     stopped = interrupt_after_first_row(run_dir, *overrides, "train.iterations=5000000",
-                                        "budget.log_every=10", "budget.test_every=5000000")
+                                        "log.every=10", "log.test_every=5000000")
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
     note = [line for line in stopped.stdout.splitlines() if line.startswith("note: ~")]
     assert len(note) == 1 and "images/s on this CPU (no GPU); budget=long ~" in note[0]
@@ -104,7 +104,7 @@ def test_a_run_restores_the_process_wide_settings_it_changed(smoke):
     from tensorflow.python.framework import config as tf_config
     overrides, _ = smoke
     result = run(*overrides, "train.precision=mixed_bfloat16", "train.deterministic=true",
-                 "train.iterations=10", "budget.log_every=10", "budget.test_every=10")
+                 "train.iterations=10", "log.every=10", "log.test_every=10")
     assert result.returncode == 0, result.stderr
     assert keras.mixed_precision.global_policy().name == "float32"
     assert not tf_config.is_op_determinism_enabled()
@@ -127,7 +127,7 @@ def test_resume_is_bit_identical_with_determinism(tmp_path):
 @pytest.mark.heavy
 def test_sigkill_at_random_moments_leaves_a_complete_consistent_folder(smoke):
     overrides, run_dir = smoke
-    overrides = [*overrides, "train.iterations=60", "budget.log_every=5", "budget.test_every=30",
+    overrides = [*overrides, "train.iterations=60", "log.every=5", "log.test_every=30",
                  "checkpoint.every=1"]
     rng = random.Random(0)
     logged = 0
@@ -251,8 +251,8 @@ def test_a_stray_file_named_like_a_run_fails_that_run_in_one_line_and_the_grid_g
 
 def test_a_refused_value_in_a_multirun_leaves_no_folder_behind(smoke):
     overrides, run_dir = smoke
-    result = run("-m", *overrides, "seed=0,-1", "train.iterations=10", "budget.log_every=10",
-                 "budget.test_every=10")
+    result = run("-m", *overrides, "seed=0,-1", "train.iterations=10", "log.every=10",
+                 "log.test_every=10")
     assert result.returncode == 2
     assert "error: seed=-1 is not allowed" in result.stderr
     assert sorted(p.name for p in run_dir.parent.iterdir()) == ["identity-8-s0"]
@@ -336,6 +336,24 @@ def test_a_checkpoint_of_another_config_with_the_same_shapes_is_set_aside(smoke,
             "kept as checkpoint.corrupt-") in result.stderr
     assert "resuming" not in result.stdout
     assert metrics(other).iteration.tolist() == list(range(10, 70, 10))
+
+
+def test_a_checkpoint_whose_fingerprint_repeats_the_budget_under_budget_resumes(smoke):
+    """Older versions named the budget's values twice (budget.iterations and train.iterations):
+    their checkpoints still resume."""
+    overrides, run_dir = smoke
+    interrupt_after_first_row(run_dir, *overrides, "train.iterations=60")
+    with np.load(run_dir / "checkpoint.npz") as f:
+        arrays = dict(f)
+    fingerprint = json.loads(str(arrays["fingerprint"]))
+    fingerprint |= {"budget.iterations": 60, "budget.log_every": 10, "budget.test_every": 10,
+                    "budget.milestones": [0.5, 0.75], "budget.train_examples": 2560,
+                    "budget.test_examples": 500}
+    arrays["fingerprint"] = np.array(json.dumps(fingerprint, sort_keys=True))
+    np.savez(run_dir / "checkpoint.npz", **arrays)
+    resumed = run(*overrides, "train.iterations=60")
+    assert resumed.returncode == 0 and ", resuming at iteration" in resumed.stdout, resumed.stderr
+    assert "cannot be used" not in resumed.stderr
 
 
 def test_a_run_that_failed_before_any_progress_does_not_pin_its_config(smoke):

@@ -23,7 +23,7 @@ def test_paper_budget_divides_lr_by_10_at_32k_and_48k(step, lr):
 def test_milestones_are_fractions_that_scale_with_the_budget(budget):
     cfg = compose(f"budget={budget}", "train.iterations=4000")
     _, schedule = make_optimizer(cfg)
-    assert schedule.boundaries == [round(4000 * m) for m in cfg.budget.milestones]
+    assert schedule.boundaries == [round(4000 * m) for m in cfg.train.milestones]
     assert float(schedule(tf.constant(schedule.boundaries[0]))) == pytest.approx(0.01)
 
 
@@ -56,8 +56,8 @@ def test_warm_up_ends_in_a_real_run_after_a_full_window_below_the_threshold(smok
     from tests.helpers import metrics, run
     overrides, run_dir = smoke
     result = run(*overrides, "train.warmup=true", "train.warmup_until_error=95",
-                 "train.iterations=60", "train.milestones=[0.999]", "budget.log_every=20",
-                 "budget.test_every=60")
+                 "train.iterations=60", "train.milestones=[0.999]", "log.every=20",
+                 "log.test_every=60")
     assert result.returncode == 0, result.stderr
     assert f"warm-up over at iteration {WARMUP_WINDOW}:" in result.stdout
     assert list(metrics(run_dir).lr) == [0.01, 0.01, 0.1]  # the lr of each row's last step

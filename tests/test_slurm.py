@@ -62,8 +62,8 @@ def test_the_smoke_sweep_runs_through_sbatch_two_1_cpu_jobs_at_a_time_without_no
 def test_a_run_longer_than_its_time_limit_is_requeued_and_its_curve_is_whole(slurm, tmp_path):
     """timeout_min=1: Slurm signals each job (USR2) before its limit; the run checkpoints,
     submitit requeues it, and the requeued job resumes, until the run is finished."""
-    long_run = ["depth=8", "shortcut=identity", "train.iterations=500", "budget.log_every=10",
-                "budget.test_every=100", "train.deterministic=true"]
+    long_run = ["depth=8", "shortcut=identity", "train.iterations=500", "log.every=10",
+                "log.test_every=100", "train.deterministic=true"]
     result = sweep(tmp_path / "slurm", *long_run, "hydra.launcher.timeout_min=1",
                    "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=10")
     assert result.returncode == 0, result.stderr

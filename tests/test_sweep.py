@@ -77,6 +77,25 @@ def test_the_quick_sweep_covers_figure_6_with_three_seeds_where_the_claims_are_m
         ("20", "identity", "original", 2)]
 
 
+def test_the_plan_lists_every_shipped_run_as_finished():
+    """The committed run folders count as finished with today's config, whichever version of it
+    wrote them (older ones repeated the budget's values under budget.*)."""
+    from src.grids import run_name
+    from src.rundir import read_summary
+    from src.sweep import status
+    from tests.helpers import ROOT
+    shipped = sorted((ROOT / "results").glob("*/runs/*/summary.json"))
+    assert shipped
+    for path in shipped:
+        c = read_summary(path.parent).config
+        cfg = compose(f"budget={c['budget']['name']}", f"depth={c['depth']}",
+                      f"shortcut={c['shortcut']}", f"block={c['block']}", f"seed={c['seed']}",
+                      f"results_dir={ROOT / 'results'}")
+        assert Path(cfg.run_dir) == path.parent
+        assert path.parent.name == run_name(c["block"], c["shortcut"], c["depth"], c["seed"])
+        assert status(cfg)[0] == "finished", path.parent
+
+
 def test_the_long_sweep_scouts_first_then_the_resnet_seeds_then_the_plain_pair():
     from src.sweep import parse, planned_runs
     options, grids, passed = parse(["budget=long", "results_dir=/tmp/l"])
