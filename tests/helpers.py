@@ -30,7 +30,14 @@ def start(*args, module="src.run"):
     """`python -m module *args` as a process of its own (for kill -9, two runs at once, the
     sweep's children); most tests use `run`, which saves each its start-up of about 4 s."""
     return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=run_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_ctrl_c)
+
+
+def default_ctrl_c() -> None:
+    """Ctrl-C as a terminal delivers it: a shell starts background jobs (`make test &`) with
+    SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_process(*args, module="src.run", timeout=600):
