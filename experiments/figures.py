@@ -474,7 +474,7 @@ def summary(judged, budget) -> list[str]:
     if budget != "paper":
         lines.append("- (c) is the paper's Table 6, the result of the full 64k-iteration schedule; "
                      "whatever a shorter budget shows, the test of it is the paper budget on a "
-                     "GPU: `make reproduce-cifar BUDGET=paper SEEDS=5` (project README, Speed).")
+                     "GPU: `make reproduce-cifar BUDGET=paper SEEDS=5` (docs/speed.md).")
     return lines
 
 

@@ -129,7 +129,14 @@ def _fail(key: str, value, allowed: str):
 def check_config(cfg: DictConfig) -> None:
     """Every value's range and the relations between values, checked before anything is built or
     written (types are the schema's job)."""
-    try:  # an environment variable can still give a typed key a wrong value (TFDS_DOWNLOAD=maybe)
+    check_resolvable(cfg)
+    check_ranges(cfg)
+
+
+def check_resolvable(cfg: DictConfig) -> None:
+    """Every interpolation resolves to a value of its key's type: an environment variable can
+    still give a typed key a wrong value (TFDS_DOWNLOAD=maybe) or none at all."""
+    try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as e:
         reason = re.sub(r"^While dereferencing interpolation '.*?': |^.*? raised while "
@@ -139,6 +146,10 @@ def check_config(cfg: DictConfig) -> None:
             value = OmegaConf.select(cfg, e.full_key, throw_on_resolution_failure=False)
             value = cfg._get_node(e.full_key)._value() if value is None else value
         raise ConfigError(f"{e.full_key}={value!r} is not allowed: {reason}") from None
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """The choices, ranges and relations that types cannot say."""
     try:
         blocks_per_stage(cfg.depth)
         check_choice("shortcut", cfg.shortcut, SHORTCUTS)
