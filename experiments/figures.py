@@ -145,6 +145,14 @@ def _by_depth(frame) -> dict:
             for label, depth in zip(frame.label, frame.depth)}
 
 
+def _finish(fig, title: str, runs, out: Path) -> bool:
+    """The finding as the title, the budget under it; then written (_save)."""
+    fig.suptitle(f"{title}\n{_budget_title(runs)}", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out)
+    return True
+
+
 def _save(fig, out: Path):
     """Write the PNG and a vector PDF beside it, atomically: a kill leaves the old figure, never
     a torn one."""
@@ -177,11 +185,8 @@ def figure1(curves, runs, out: Path) -> bool:
     verdict = ("the 56-layer plain net trains worse than the 20-layer one"
                if final.get(56, 0) > final.get(20, 100) else
                "the 56-layer plain net does not train worse here")
-    fig.suptitle(f"Figure 1: {verdict} (training error {final.get(20, np.nan):.1f}% vs "
-                 f"{final.get(56, np.nan):.1f}%)\n{_budget_title(runs)}", fontsize=10)
-    fig.tight_layout()
-    _save(fig, out)
-    return True
+    return _finish(fig, f"Figure 1: {verdict} (training error {final.get(20, np.nan):.1f}% vs "
+                   f"{final.get(56, np.nan):.1f}%)", runs, out)
 
 
 def figure6(curves, runs, out: Path) -> bool:
@@ -201,11 +206,8 @@ def figure6(curves, runs, out: Path) -> bool:
         _curves(ax, data, title, palette)
     finding = "; ".join(f"{PLURAL[net]}: deeper trains {_trend(runs, net)}" for net in ("plain", "ResNet")
                         if runs[runs.net == net].depth.nunique() > 1)
-    fig.suptitle(f"Figure 6: {finding or 'CIFAR-10 error'} (training dashed, test bold)\n"
-                 f"{_budget_title(runs)}", fontsize=10)
-    fig.tight_layout()
-    _save(fig, out)
-    return True
+    return _finish(fig, f"Figure 6: {finding or 'CIFAR-10 error'} (training dashed, test bold)",
+                   runs, out)
 
 
 FIGURE7_NETS = ["plain-20", "plain-56", "ResNet-20", "ResNet-56", "ResNet-110"]
@@ -251,10 +253,7 @@ def figure_depth(runs, out: Path) -> bool:
         ax.legend(fontsize=7)
     finding = "; ".join(f"{PLURAL[net]}: deeper trains {_trend(data, net)}"
                         for net in ("plain", "ResNet") if data[data.net == net].depth.nunique() > 1)
-    fig.suptitle(f"Error against depth: {finding}\n{_budget_title(runs)}", fontsize=10)
-    fig.tight_layout()
-    _save(fig, out)
-    return True
+    return _finish(fig, f"Error against depth: {finding}", runs, out)
 
 
 def figure7(responses, runs, out: Path) -> bool:
@@ -286,11 +285,8 @@ def figure7(responses, runs, out: Path) -> bool:
     finding = ("ResNets respond more weakly than plain nets" if {"plain-56", "ResNet-56"} <=
                set(per_run.index) and per_run["ResNet-56"] < per_run["plain-56"] else
                "layer responses of plain nets and ResNets")
-    fig.suptitle(f"Figure 7: {finding} (std of each 3x3 layer's output after BN, on the test "
-                 f"set)\n{_budget_title(runs)}", fontsize=10)
-    fig.tight_layout()
-    _save(fig, out)
-    return True
+    return _finish(fig, f"Figure 7: {finding} (std of each 3x3 layer's output after BN, on the "
+                   "test set)", runs, out)
 
 
 GRADIENT_NETS = ["plain-20", "plain-56", "ResNet-20", "ResNet-56"]
@@ -346,12 +342,9 @@ def figure_gradients(gradients, runs, out: Path) -> bool:
         ax.legend(fontsize=8)
     ratios = gradient_ratios(points)
     end = ratios[ratios.moment == "end"].set_index("name").first_over_last
-    fig.suptitle("Backward signal at the end: the first third of the layers' gradient norm is "
-                 + ", ".join(f"{v:.2g}x ({name})" for name, v in end.items())
-                 + f" the last third's\n{_budget_title(runs)}", fontsize=10)
-    fig.tight_layout()
-    _save(fig, out)
-    return True
+    return _finish(fig, "Backward signal at the end: the first third of the layers' gradient "
+                   "norm is " + ", ".join(f"{v:.2g}x ({name})" for name, v in end.items())
+                   + " the last third's", runs, out)
 
 
 def figure_preact(curves, runs, out: Path) -> bool:
@@ -369,11 +362,8 @@ def figure_preact(curves, runs, out: Path) -> bool:
     final = runs[runs.net.isin(["ResNet", "pre-act ResNet"]) & runs.depth.isin(both)]
     better = final.groupby("net").train_error.mean()
     word = "trains more easily" if better["pre-act ResNet"] < better["ResNet"] else "does not train more easily"
-    fig.suptitle(f"The pre-activation unit (He et al. 2016) {word} than the original\n"
-                 f"{_budget_title(runs)}", fontsize=10)
-    fig.tight_layout()
-    _save(fig, out)
-    return True
+    return _finish(fig, f"The pre-activation unit (He et al. 2016) {word} than the original",
+                   runs, out)
 
 
 def _stats(runs, name, column) -> tuple[float, float, int]:
