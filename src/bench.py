@@ -31,7 +31,7 @@ import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from src import data as cifar  # noqa: E402
-from src.models import resnet  # noqa: E402
+from src.models import gradient_norms, resnet  # noqa: E402
 from src.config import compose  # noqa: E402
 from src.rundir import provenance, write_text  # noqa: E402
 from src.train import (Interval, make_optimizer, make_train_step, train,  # noqa: E402
@@ -85,6 +85,26 @@ def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, c
     rate = steps * batch_size / (time.perf_counter() - start)
     keras.mixed_precision.set_global_policy("float32")
     return rate, model
+
+
+def gradient_cost(depth, repeats=5) -> float:
+    """The time of one measurement of the backward signal (gradients.csv, at every row) over the
+    time of one training step, same network, same batch of 128."""
+    model = resnet(depth, "identity")
+    optimizer, schedule = make_optimizer(compose(f"depth={depth}"))
+    interval = Interval()
+    step = make_train_step(model, optimizer, schedule, interval)
+    measure = gradient_norms(model)
+    images, labels = tf.random.normal((128, 32, 32, 3)), tf.range(128) % 10
+    seconds = []
+    for run in (lambda: (step(images, labels), interval.read()),
+                lambda: measure(images, labels, 0)):
+        run(), run()  # trace and warm up
+        start = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        seconds.append(time.perf_counter() - start)
+    return seconds[1] / seconds[0]
 
 
 def timed_rate(depth, seconds, start_at) -> float:
@@ -189,6 +209,11 @@ def measure_all(args, overrides) -> list[dict]:
             measure(depth, "trainer", precision)
         measure(depth, "bare step", xla=True)
         rows.append({"depth": depth, "what": "input pipeline", "images_per_second": input_rate})
+        cost = gradient_cost(depth)
+        rows.append({"depth": depth, "what": "gradient measurement", "steps": cost})
+        print(f"depth {depth:>4} backward-signal measurement: {cost:.2f} steps' time per row, "
+              f"{100 * cost / 50:.1f}% of a quick-budget run (a row every 50 iterations)",
+              flush=True)
         if os.cpu_count() > 1 and not gpu:  # the sweep's packing, measured as the sweep does
             jobs = os.cpu_count()
             for what, rates in [("1 process", packed_rates(depth, 1, None)),
@@ -207,7 +232,8 @@ def tabulate(rows: list[dict]) -> pd.DataFrame:
         images_per_second=("images_per_second", "median"),
         measured=("images_per_second", "size"),
         spread=("images_per_second", lambda v: (v.max() - v.min()) / v.median()),
-        flops_fraction_of_peak=("flops_fraction_of_peak", "median")).reset_index()
+        flops_fraction_of_peak=("flops_fraction_of_peak", "median"),
+        steps=("steps", "median")).reset_index()
     key = ["depth", "precision", "batch_norm", "xla"]
     bare = table[table.what == "bare step"].set_index(key).images_per_second
     reference = table[(table.what == "bare step") & (table.precision == "float32")
@@ -251,7 +277,8 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, table.to_csv(index=False))
     shown = ["depth", "what", "precision", "batch_norm", "xla", "images_per_second", "measured",
-             "spread", "trainer_over_bare", "over_fp32_fused_bare", "flops_fraction_of_peak"]
+             "spread", "trainer_over_bare", "over_fp32_fused_bare", "flops_fraction_of_peak",
+             "steps"]
     print(f"\n{hw['cpu']}, {hw['cpu_count']} cores, GPUs: {hw['gpus'] or 'none'}; "
           f"peak {peak / 1e9:.0f} GFLOP/s assumed ({peak_how})")
     print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep=""))
