@@ -22,7 +22,7 @@ import seaborn as sns  # noqa: E402
 
 from experiments.paper import (PLAIN_TEST_ERROR, PLAIN_TRAIN_ERROR,  # noqa: E402
                                RESNET_TEST_ERROR)
-from src.grids import run_names  # noqa: E402
+from src.grids import SCOUTING, run_names  # noqa: E402
 from src.rundir import damage, read_summary, write_text  # noqa: E402  (the runs' own rules)
 
 NAMES = {"none": "plain", "identity": "ResNet", "projection": "ResNet-B",
@@ -52,8 +52,9 @@ def load_runs(budget_dir: Path) -> tuple[pd.DataFrame, ...]:
             continue
         c = summary.config
         net = ("pre-act " if c.get("block") == "preact" else "") + NAMES[c["shortcut"]]
-        run = {"net": net, "depth": c["depth"], "seed": c["seed"], "name": f"{net}-{c['depth']}"}
-        runs.append({**run, "folder": summary_path.parent.name, "parameters": summary.parameters,
+        run = {"net": net, "depth": c["depth"], "seed": c["seed"], "name": f"{net}-{c['depth']}",
+               "folder": summary_path.parent.name}
+        runs.append({**run, "parameters": summary.parameters,
                      "train_error": summary.train_error, "test_error": summary.test_error,
                      "iterations": summary.iterations, "wall_seconds": summary.wall_seconds,
                      "cpu": summary.hardware["cpu"], "gpus": ", ".join(summary.hardware["gpus"]),
@@ -437,7 +438,8 @@ def claims(runs, responses) -> pd.DataFrame:
                      "difference": round(gap["plain"] - gap["ResNet"], 2),
                      "threshold": threshold, "verdict": verdict})
     for a, b in depths("ResNet"):
-        compare("(c) ResNets: deeper is better", runs, "test_error", f"ResNet-{b}", f"ResNet-{a}")
+        for metric in ("train_error", "test_error"):
+            compare("(c) ResNets: deeper is better", runs, metric, f"ResNet-{b}", f"ResNet-{a}")
     for depth in sorted(runs[runs.net == "pre-act ResNet"].depth.unique()):
         compare("(d) pre-activation trains deep nets more easily", runs, "train_error",
                 f"pre-act ResNet-{depth}", f"ResNet-{depth}")
@@ -504,7 +506,9 @@ def report(budget_dir: Path) -> bool:
         ["name", "seed", "iterations", "train_error", "test_error", "wall_seconds"]]
     n = runs.groupby("name").seed.nunique()
     left = missing(budget_dir, runs)
-    judged = claims(runs, responses)
+    scouts = SCOUTING.get(budget_dir.name, [])
+    judged = claims(runs[~runs.folder.isin(scouts)],
+                    responses[~responses.folder.isin(scouts)] if not responses.empty else responses)
     hours = runs.wall_seconds.sum() / 3600
     readme = [
         f"# CIFAR-10, budget `{runs.budget.iloc[0]}`", "",
@@ -517,7 +521,10 @@ def report(budget_dir: Path) -> bool:
         "- seeds per network: " + ", ".join(f"{name} n={k}" for name, k in n.items()),
         f"- hardware: {runs.cpu.iloc[0]}" + (f", {runs.gpus.iloc[0]}" if runs.gpus.iloc[0] else
                                              ", no GPU"),
-        f"- total compute: {hours:.2f} h of training and evaluation wall time over {len(runs)} runs",
+        f"- total compute: {hours:.2f} h of training and evaluation wall time over {len(runs)} "
+        f"run{'s' if len(runs) > 1 else ''}",
+        *([f"- scouting runs (they chose the budget's length; left out of the claims): "
+           f"{', '.join(scouts)}"] if scouts else []),
         f"- code: commit {', '.join(sorted(runs.commit.unique()))}",
         "- still to run: " + (", ".join(left) if left else "nothing: every planned run is in"), "",
         "## Claims", "",

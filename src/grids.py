@@ -27,6 +27,11 @@ GRIDS = {
 }
 
 
+# The runs that chose a budget's length (conf/budget/long.yaml): drawn with the others, but the
+# claims are judged on the seeds that played no part in the choice.
+SCOUTING = {"long": ["identity-20-s0", "identity-56-s0"]}
+
+
 def run_name(block, shortcut, depth, seed) -> str:
     """A run folder's name: identity-56-s0, none-20-s2 (plain), preact-identity-110-s0."""
     return f"{'' if block == 'original' else f'{block}-'}{shortcut}-{depth}-s{seed}"

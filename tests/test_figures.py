@@ -179,3 +179,18 @@ def test_make_figures_imports_no_tensorflow():
                             "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))"],
                            cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert probe.stdout.strip() == "[]", probe.stderr
+
+
+def test_the_scouting_runs_of_the_long_budget_are_drawn_but_not_judged(tmp_path):
+    budget = tmp_path / "long"
+    for seed in (0, 1, 2):
+        fake_run(budget, "identity", 20, seed, 10 + seed / 10, 12)
+        fake_run(budget, "identity", 56, seed, 9 + seed / 10 + (5 if seed == 0 else 0), 11)
+    assert figures([str(budget)]) == 0
+    readme = (budget / "README.md").read_text()
+    assert "scouting runs (they chose the budget's length; left out of the claims): " \
+        "identity-20-s0, identity-56-s0" in readme
+    # judged on seeds 1 and 2 only: n=2 on each side, and seed 0's +5 points do not count
+    row = next(line for line in readme.splitlines() if "ResNet-20 above ResNet-56" in line)
+    assert row.count("(n=2)") == 2
+    assert len([line for line in readme.splitlines() if line.startswith("| ResNet-56 ")]) == 3
