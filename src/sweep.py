@@ -131,17 +131,19 @@ def status(cfg) -> tuple[str, int]:
     return summary.status, summary.iterations
 
 
-def packing(options, pending) -> tuple[int, int | None, float]:
+def packing(options, pending, seconds: float) -> tuple[int, int | None, float]:
     """(runs at once, threads per run, images/s of the sweep over those of one run on every core)
     on this machine: as the user says (the gain then unmeasured, taken as 1), or jobs=auto: one
-    run per core if that measured faster than one run on every core (on the smallest net)."""
+    run per core if that measured faster than one run on every core (on the smallest net), for a
+    sweep of `seconds` long enough that the half-minute measurement can pay for itself."""
     cores = os.cpu_count() or 1
     if options["launcher"] != "basic":
         return 1, None, 1.0  # the launcher places the runs
     if options["jobs"] != "auto":
         jobs = int(options["jobs"])
         return jobs, (max(1, cores // jobs) if jobs > 1 else None), 1.0
-    if len(pending) < 2 or cores < 2 or tf.config.list_physical_devices("GPU"):
+    if (len(pending) < 2 or cores < 2 or seconds < 300
+            or tf.config.list_physical_devices("GPU")):
         return 1, None, 1.0
     depth = min(cfg.depth for cfg in pending)
     gain = packing_gain(depth, cores)
@@ -267,7 +269,7 @@ def main(argv=sys.argv[1:]):
     runs = planned_runs(options, grids, passed)
     estimates = plan(runs)
     pending = [cfg for cfg in runs if status(cfg)[0] != "finished"]  # a conflict says why itself
-    jobs, threads, gain = packing(options, pending)
+    jobs, threads, gain = packing(options, pending, sum(estimates.values()))
     if gain != 1:
         print(f"estimated wall time packed: ~{duration(sum(estimates.values()) / gain)}",
               flush=True)
