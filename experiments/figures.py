@@ -150,6 +150,10 @@ def _finish(fig, title: str, runs, out: Path) -> bool:
     """The finding as the title, the budget under it; then written (_save)."""
     fig.suptitle(f"{title}\n{_budget_title(runs)}", fontsize=10)
     fig.tight_layout()
+    hardware = ", ".join(sorted(set(runs.cpu))) + "; " + (", ".join(sorted(set(runs.gpus) - {""}))
+                                                         or "no GPU")
+    fig.text(0.995, 0.003, f"trained on {hardware}", ha="right", va="bottom", fontsize=6,
+             color="grey")  # the footnote of provenance; the budget README has the rest
     _save(fig, out)
     return True
 
