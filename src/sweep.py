@@ -153,14 +153,16 @@ def packing(options, pending, seconds: float) -> tuple[int, int | None, float]:
     return (cores, 1, gain) if gain > 1 else (1, None, 1.0)
 
 
-def plan(runs) -> dict[str, float]:
+def plan(runs) -> tuple[dict[str, float], list]:
     """Print the runs and the estimated wall time on this machine, from measured step rates;
-    return each run's estimated seconds to go, one run at a time."""
-    rates, estimates = {}, {}
+    return each run's estimated seconds to go, one run at a time, and the runs not finished."""
+    rates, estimates, pending = {}, {}, []
     print(f"plan: {len(runs)} runs, budget {runs[0].budget.name} "
           f"({runs[0].train.iterations} iterations each)")
     for cfg in runs:
         state, done = status(cfg)
+        if state != "finished":  # a conflict is started too: the run says why it refuses
+            pending.append(cfg)
         left = 0 if state in ("finished", "conflict") else cfg.train.iterations - done
         if left and cfg.depth not in rates:
             rates[cfg.depth] = bare_step(cfg.depth, cfg.train.precision, cfg.train.jit_compile,
@@ -179,7 +181,7 @@ def plan(runs) -> dict[str, float]:
               + smaller_budgets(total / iterations, iterations).replace("a whole run",
                                                                         "the same runs"),
               flush=True)
-    return estimates
+    return estimates, pending
 
 
 def run_words(cfg, options, passed, threads) -> list[str]:
@@ -267,8 +269,7 @@ def main(argv=sys.argv[1:]):
         return 0
     options, grids, passed = parse(argv)
     runs = planned_runs(options, grids, passed)
-    estimates = plan(runs)
-    pending = [cfg for cfg in runs if status(cfg)[0] != "finished"]  # a conflict says why itself
+    estimates, pending = plan(runs)  # one read of each folder before the runs
     jobs, threads, gain = packing(options, pending, sum(estimates.values()))
     if gain != 1:
         print(f"estimated wall time packed: ~{duration(sum(estimates.values()) / gain)}",
