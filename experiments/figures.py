@@ -88,7 +88,7 @@ def _order(frame) -> list[str]:
     return frame.sort_values(["net", "depth"]).label.drop_duplicates().tolist()
 
 
-def _lines(ax, data, y, palette, order, **style):
+def _lines(ax, data, y, palette, order, x="iteration", **style):
     """Each seed a thin line, the mean over seeds a bold one, one colour per network."""
     for label in order:
         net = data[data.label == label]
@@ -96,9 +96,9 @@ def _lines(ax, data, y, palette, order, **style):
             continue
         if net.seed.nunique() > 1:
             for _, seed in net.groupby("seed"):
-                ax.plot(seed.iteration, seed[y], color=palette[label], linewidth=0.6, alpha=0.45,
+                ax.plot(seed[x], seed[y], color=palette[label], linewidth=0.6, alpha=0.45,
                         linestyle=style.get("linestyle", "-"))
-        mean = net.groupby("iteration")[y].mean()
+        mean = net.groupby(x)[y].mean()
         ax.plot(mean.index, mean.values, color=palette[label], **style)
 
 
@@ -277,13 +277,8 @@ def figure7(responses, runs, out: Path) -> bool:
     for ax, x, title in [(axes[0], "index", "layer index (original order)"),
                          (axes[1], "rank", "layer index (sorted by magnitude)")]:
         for label in _order(data):
-            net = data[data.label == label]
-            style = dict(color=palette[label], linestyle="--" if label.startswith("plain") else "-")
-            if net.seed.nunique() > 1:
-                for _, seed in net.groupby("seed"):
-                    ax.plot(seed[x], seed["std"], linewidth=0.5, alpha=0.4, **style)
-            mean = net.groupby(x)["std"].mean()
-            ax.plot(mean.index, mean.values, linewidth=1.5, label=label, **style)
+            _lines(ax, data, "std", palette, [label], x=x, linewidth=1.5, label=label,
+                   linestyle="--" if label.startswith("plain") else "-")
         ax.set(xlabel=title, ylabel="std (log scale)", yscale="log")
         ax.legend(fontsize=7, ncols=2)
     per_run = responses.groupby("name")["std"].mean()
