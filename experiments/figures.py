@@ -160,10 +160,10 @@ def _finish(fig, title: str, runs, out: Path) -> bool:
 
 def _save(fig, out: Path):
     """Write the PNG and a vector PDF beside it, atomically: a kill leaves the old figure, never
-    a torn one."""
-    for path in (out, out.with_suffix(".pdf")):
+    a torn one. The PDF carries no creation date, so the same runs give the same bytes."""
+    for path, metadata in ((out, None), (out.with_suffix(".pdf"), {"CreationDate": None})):
         tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        fig.savefig(tmp, dpi=110, bbox_inches="tight")
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", metadata=metadata)
         tmp.replace(path)
     plt.close(fig)
 

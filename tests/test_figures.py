@@ -98,6 +98,18 @@ def test_figures_with_only_resnets_skip_figure1(tmp_path, capsys):
     assert "ResNet-20 above ResNet-110" in readme and "not decided: a side with one seed" in readme
 
 
+def test_the_same_runs_draw_the_same_bytes(tmp_path):
+    """A redraw of committed results changes no file unless a run changed (no dates inside)."""
+    budget = tmp_path / "quick"
+    fake_run(budget, "identity", 20, 0, 5, 8)
+    fake_run(budget, "identity", 56, 0, 4, 7)
+    drawn = []
+    for _ in range(2):
+        assert figures([str(budget)]) == 0
+        drawn.append({f.name: f.read_bytes() for f in budget.iterdir() if f.is_file()})
+    assert any(name.endswith(".pdf") for name in drawn[0]) and drawn[0] == drawn[1]
+
+
 def test_no_runs_is_an_error_not_an_empty_figure(tmp_path):
     (tmp_path / "quick/runs").mkdir(parents=True)
     assert figures([str(tmp_path / "quick")]) == 1
