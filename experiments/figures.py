@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
@@ -102,20 +103,32 @@ def _lines(ax, data, y, palette, order, x="iteration", **style):
         ax.plot(mean.index, mean.values, color=palette[label], **style)
 
 
-def _chance(ax):
+def error_limit(curves) -> float:
+    """The top of an error axis: room above the runs' final errors, at least 20% (the paper's
+    Figure 6 shows 0-20%), up to 100% (and chance) when a run ends near it. The early curves leave
+    the axis above, as in the paper; the ends, where the claims are, stay apart."""
+    ends = curves.sort_values("iteration").groupby(["label", "seed"]).last()
+    worst = ends[["train_error", "test_error"]].max().max()
+    return float(np.clip(10 * np.ceil(1.5 * worst / 10), 20, 100))
+
+
+def _error_axes(ax, title, ylim):
+    """Error in % against iterations, with a dotted line at chance."""
     ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1)
     ax.annotate("chance", (1, CHANCE), xycoords=("axes fraction", "data"), ha="right",
-                va="bottom", fontsize=7, color="grey")
+                va="bottom", fontsize=7, color="grey", annotation_clip=True)
+    ax.set(title=title, xlabel="iterations", ylabel="error (%)", ylim=(0, ylim))
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(5))
+    ax.xaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
 
 
-def _curves(ax, curves, title, palette):
+def _curves(ax, curves, title, palette, ylim):
     """Dashed: training error; bold: test error; one colour per network; thin: single seeds."""
     order = _order(curves)
     _lines(ax, curves, "train_error", palette, order, linestyle="--", linewidth=1.2)
     _lines(ax, curves.dropna(subset=["test_error"]), "test_error", palette, order,
            linewidth=2.2, marker="o", markersize=3)
-    _chance(ax)
-    ax.set(title=title, xlabel="iterations", ylabel="error (%)", ylim=(0, 100))
+    _error_axes(ax, title, ylim)
     handles = [plt.Line2D([], [], color=palette[label], linewidth=2.2, label=label)
                for label in order]
     handles += [plt.Line2D([], [], color="black", linestyle="--", linewidth=1.2, label="training"),
@@ -180,8 +193,7 @@ def figure1(curves, runs, out: Path) -> bool:
     for ax, column, what in zip(axes, ["train_error", "test_error"], ["training", "test"]):
         _lines(ax, plain.dropna(subset=[column]), column, palette, order, linewidth=2,
                marker="o" if column == "test_error" else None, markersize=3)
-        _chance(ax)
-        ax.set(title=f"{what} error", xlabel="iterations", ylabel="error (%)", ylim=(0, 100))
+        _error_axes(ax, f"{what} error", error_limit(plain))
         ax.legend(handles=[plt.Line2D([], [], color=palette[label], linewidth=2, label=label)
                            for label in order] +
                   [plt.Line2D([], [], color="black", linewidth=0.6, alpha=0.45,
@@ -208,7 +220,7 @@ def figure6(curves, runs, out: Path) -> bool:
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.6), sharex=True,
                              sharey=True, squeeze=False)
     for ax, (title, data) in zip(axes[0], panels):
-        _curves(ax, data, title, palette)
+        _curves(ax, data, title, palette, error_limit(pd.concat([c for _, c in panels])))
     finding = "; ".join(f"{PLURAL[net]}: deeper trains {_trend(runs, net)}" for net in ("plain", "ResNet")
                         if runs[runs.net == net].depth.nunique() > 1)
     return _finish(fig, f"Figure 6: {finding or 'CIFAR-10 error'} (training dashed, test bold)",
@@ -358,7 +370,7 @@ def figure_preact(curves, runs, out: Path) -> bool:
     palette = {label: colours[2 * sorted(both).index(d) + (net == "pre-act ResNet")]
                for label, net, d in zip(data.label, data.net, data.depth)}
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    _curves(ax, data, "original unit vs pre-activation unit", palette)
+    _curves(ax, data, "original unit vs pre-activation unit", palette, error_limit(data))
     final = runs[runs.net.isin(["ResNet", "pre-act ResNet"]) & runs.depth.isin(both)]
     better = final.groupby("net").train_error.mean()
     word = "trains more easily" if better["pre-act ResNet"] < better["ResNet"] else "does not train more easily"

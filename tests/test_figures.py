@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from experiments.figures import main as figures
+from experiments.figures import error_limit, main as figures
 from experiments.paper import RESNET_TEST_ERROR
 from src.grids import run_name
 from src.rundir import COLUMNS
@@ -206,3 +206,13 @@ def test_the_scouting_runs_of_the_long_budget_are_drawn_but_not_judged(tmp_path)
     row = next(line for line in readme.splitlines() if "ResNet-20 above ResNet-56" in line)
     assert row.count("(n=2)") == 2
     assert len([line for line in readme.splitlines() if line.startswith("| ResNet-56 ")]) == 3
+
+
+def test_the_error_axis_keeps_the_final_errors_apart_and_chance_in_view_when_runs_end_near_it():
+    def ends(*finals):
+        return pd.DataFrame([{"label": f"net{i}", "seed": 0, "iteration": it,
+                              "train_error": 90 if it == 0 else final, "test_error": np.nan}
+                             for i, final in enumerate(finals) for it in (0, 100)])
+    assert error_limit(ends(6.3, 8.0)) == 20  # the paper's Figure 6: 0-20%
+    assert error_limit(ends(6.3, 15.0)) == 30  # the long budget: the ends, not the first 90%
+    assert error_limit(ends(45.0, 77.5)) == 100  # near chance: the whole range, chance in view
