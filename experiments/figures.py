@@ -264,10 +264,11 @@ def figure_depth(runs, out: Path) -> bool:
                            label=f"{net}, paper, 64k it." + (" (approx.)" if net == "plain" else ""))
         ax.scatter([], [], color="grey", s=14, alpha=0.6, label="one seed")
         ax.set(title=f"final {what} error", xlabel="depth (layers)", ylabel="error (%)",
-               xscale="log", ylim=(0, None))
+               xscale="log")
         ax.set_xticks(sorted(data.depth.unique()), [str(d) for d in sorted(data.depth.unique())])
         ax.minorticks_off()
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0].set_ylim(0, 1.3 * axes[0].get_ylim()[1])  # both panels' points, room for the legends
     finding = "; ".join(f"{PLURAL[net]}: deeper trains {_trend(data, net)}"
                         for net in ("plain", "ResNet") if data[data.net == net].depth.nunique() > 1)
     return _finish(fig, f"Error against depth: {finding}", runs, out)
