@@ -98,13 +98,13 @@ def test_the_plan_lists_every_shipped_run_as_finished():
         assert status(cfg)[0] == "finished", path.parent
 
 
-def test_the_long_sweep_scouts_first_then_the_resnet_seeds_then_the_plain_pair():
+def test_the_long_sweep_scouts_first_then_the_resnet_seeds_then_the_plain_pair_seed_by_seed():
     from src.sweep import parse, planned_runs
     options, grids, passed = parse(["budget=long", "results_dir=/tmp/l"])
     cfgs = planned_runs(options, grids, passed)
     names = [cfg.run_dir.rsplit("/", 1)[1] for cfg in cfgs]
     assert names == ["identity-20-s0", "identity-56-s0", "identity-20-s1", "identity-20-s2",
-                     "identity-56-s1", "identity-56-s2", "none-20-s0", "none-20-s1", "none-56-s0",
+                     "identity-56-s1", "identity-56-s2", "none-20-s0", "none-56-s0", "none-20-s1",
                      "none-56-s1", "identity-110-s0", "preact-identity-110-s0"]
     assert {cfg.train.iterations for cfg in cfgs} == {16000}  # the scouting's choice
     assert list(cfgs[0].train.milestones) == [0.5, 0.75]
