@@ -219,8 +219,9 @@ def figure6(curves, runs, out: Path) -> bool:
     palette = _by_depth(curves[curves.net.isin(["plain", "ResNet"])])
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.6), sharex=True,
                              sharey=True, squeeze=False)
+    ylim = error_limit(pd.concat([c for _, c in panels]))  # shared by the panels (sharey)
     for ax, (title, data) in zip(axes[0], panels):
-        _curves(ax, data, title, palette, error_limit(pd.concat([c for _, c in panels])))
+        _curves(ax, data, title, palette, ylim)
     finding = "; ".join(f"{PLURAL[net]}: deeper trains {_trend(runs, net)}" for net in ("plain", "ResNet")
                         if runs[runs.net == net].depth.nunique() > 1)
     return _finish(fig, f"Figure 6: {finding or 'CIFAR-10 error'} (training dashed, test bold)",
