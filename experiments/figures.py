@@ -97,6 +97,7 @@ def _lines(ax, data, y, palette, order, x="iteration", **style):
             continue
         if net.seed.nunique() > 1:
             for _, seed in net.groupby("seed"):
+                seed = seed.sort_values(x)  # e.g. Figure 7's layers sorted by magnitude
                 ax.plot(seed[x], seed[y], color=palette[label], linewidth=0.6, alpha=0.45,
                         linestyle=style.get("linestyle", "-"))
         mean = net.groupby(x)[y].mean()
@@ -285,8 +286,7 @@ def figure7(responses, runs, out: Path) -> bool:
     data["rank"] = data.groupby(["name", "seed"])["std"].rank(ascending=False, method="first")
     means = data.groupby("label")["std"].mean()
     data["label"] = data.label.map(lambda label: f"{label}: mean std {means[label]:.2f}")
-    palette = {label: sns.color_palette("tab10")[FIGURE7_NETS.index(name)]
-               for label, name in zip(data.label, data.name)}
+    palette = _by_depth(data)  # depth by colour as in Figure 6, plain nets dashed
     fig, axes = plt.subplots(2, 1, figsize=(9, 7.5))
     for ax, x, title in [(axes[0], "index", "layer index (original order)"),
                          (axes[1], "rank", "layer index (sorted by magnitude)")]:
@@ -341,7 +341,7 @@ def figure_gradients(gradients, runs, out: Path) -> bool:
         print("figure_gradients: no gradients.csv of plain or ResNet 20/56 runs; skipped")
         return False
     moments = list(dict.fromkeys(points.moment))
-    palette = {name: sns.color_palette("tab10")[i] for i, name in enumerate(GRADIENT_NETS)}
+    palette = {name: DEPTH_COLOURS[int(name.split("-")[1])] for name in GRADIENT_NETS}  # as Fig. 6
     fig, axes = plt.subplots(1, len(moments), figsize=(5 * len(moments), 4.4), sharey=True,
                              squeeze=False)
     for ax, moment in zip(axes[0], moments):

@@ -216,3 +216,15 @@ def test_the_error_axis_keeps_the_final_errors_apart_and_chance_in_view_when_run
     assert error_limit(ends(6.3, 8.0)) == 20  # the paper's Figure 6: 0-20%
     assert error_limit(ends(6.3, 15.0)) == 30  # the long budget: the ends, not the first 90%
     assert error_limit(ends(45.0, 77.5)) == 100  # near chance: the whole range, chance in view
+
+
+def test_each_seed_is_drawn_in_order_of_its_x_axis_even_when_its_rows_are_not():
+    import matplotlib.pyplot as plt
+    from experiments.figures import _lines
+    data = pd.DataFrame({"label": "net", "seed": [0, 0, 0, 1, 1, 1], "rank": [3, 1, 2, 2, 3, 1],
+                         "std": [0.1, 0.3, 0.2, 0.2, 0.1, 0.3]})  # Figure 7's sorted panel
+    fig, ax = plt.subplots()
+    _lines(ax, data, "std", {"net": "tab:blue"}, ["net"], x="rank")
+    for line in ax.get_lines():  # two seeds and their mean
+        assert list(line.get_xdata()) == [1, 2, 3] and list(line.get_ydata()) == [0.3, 0.2, 0.1]
+    plt.close(fig)
