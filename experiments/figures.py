@@ -59,7 +59,7 @@ def load_runs(budget_dir: Path) -> tuple[pd.DataFrame, ...]:
                      "train_error": summary.train_error, "test_error": summary.test_error,
                      "iterations": summary.iterations, "wall_seconds": summary.wall_seconds,
                      "cpu": summary.hardware["cpu"], "gpus": ", ".join(summary.hardware["gpus"]),
-                     "commit": summary.commit, "budget": c["budget"]["name"],
+                     "commits": summary.commits or [summary.commit], "budget": c["budget"]["name"],
                      "batch_size": c["train"]["batch_size"], "lr": c["train"]["lr"],
                      "precision": c["train"]["precision"],
                      "milestones": ", ".join(f"{m:.0%}" for m in c["train"]["milestones"])})
@@ -538,7 +538,7 @@ def report(budget_dir: Path) -> bool:
         f"run{'s' if len(runs) > 1 else ''}",
         *([f"- scouting runs (they chose the budget's length; left out of the claims): "
            f"{', '.join(scouts)}"] if scouts else []),
-        f"- code: commit {', '.join(sorted(runs.commit.unique()))}",
+        f"- code: commit {', '.join(sorted(set(runs.commits.sum())))}",
         "- still to run: " + (", ".join(left) if left else "nothing: every planned run is in"), "",
         "## Claims", "",
         f"Each claim is judged by one rule, fixed before the runs: **shown** when the difference of "

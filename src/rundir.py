@@ -53,12 +53,13 @@ class Summary:
     parameters: int = 0
     hardware: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
-    commit: str = "unknown"
+    commit: str = "unknown"  # the code of this process; every segment's code is in `commits`
     status: str = "running"  # running | interrupted | failed | finished
     iterations: int = 0
     train_error: float | None = None  # the last row's: final, never the best
     test_error: float | None = None
     resumed_at: list = field(default_factory=list)  # the iteration of every resume
+    commits: list = field(default_factory=list)  # the code that trained from 0, then from each resume
     wall_seconds: float = 0.0
     updated: str = ""
     error: str | None = None  # why it failed

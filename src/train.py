@@ -203,18 +203,20 @@ class LoopState:
     seconds: float = 0.0  # wall time of the run so far, evaluations included
     interval_seconds: float = 0.0  # training time of the current logging interval
     resumed_at: list = field(default_factory=list)  # every resume: Ctrl-C, a kill, a requeue
+    commits: list = field(default_factory=list)  # the code of the start and of every resume
     saved_at: int | None = None  # the last checkpoint's iteration (not saved)
     checked: int = 0  # the last iteration whose loss was read and found finite (not saved)
 
-    SAVED = ("iteration", "warming_up", "seconds", "interval_seconds", "resumed_at")
+    SAVED = ("iteration", "warming_up", "seconds", "interval_seconds", "resumed_at", "commits")
 
     @classmethod
-    def from_checkpoint(cls, saved: dict | None, warming_up: bool) -> "LoopState":
+    def from_checkpoint(cls, saved: dict | None, warming_up: bool, commit: str) -> "LoopState":
         if saved is None:
-            return cls(warming_up=warming_up)
-        at = saved["iteration"]
+            return cls(warming_up=warming_up, commits=[commit])
+        at, resumed_at = saved["iteration"], saved.get("resumed_at", [])
+        earlier = saved.get("commits", ["unknown"] * (len(resumed_at) + 1))  # older checkpoints
         return cls(at, saved["warming_up"], saved["seconds"], saved["interval_seconds"],
-                   [*saved.get("resumed_at", []), at], saved_at=at, checked=at)
+                   [*resumed_at, at], [*earlier, commit], saved_at=at, checked=at)
 
     def to_checkpoint(self, sums: dict) -> dict:
         return ({k: getattr(self, k) for k in self.SAVED} | {"recent_errors": sums["recent_errors"]}
@@ -245,15 +247,15 @@ class Run:
         self.backward_signal = gradient_norms(self.model)
         self.checkpoint = Checkpoint(run_dir, cfg)
         saved = self.checkpoint.load(self.model, self.optimizer)  # optimizer.iterations included
-        self.state = LoopState.from_checkpoint(saved, warmup_enabled(cfg))
+        parameters = trainable_parameters(self.model)
+        self.summary = provenance(OmegaConf.to_container(cfg, resolve=True), parameters)
+        self.state = LoopState.from_checkpoint(saved, warmup_enabled(cfg), self.summary.commit)
         self.schedule.warming_up.assign(self.state.warming_up)
         self.interval.restore(saved or {})
         self.rows = read_rows(run_dir / "metrics.csv", self.state.iteration)
         self.first_row = len(self.rows)
         self.gradients = read_gradients(run_dir / "gradients.csv", self.state.iteration)
         self.board = TensorBoard(run_dir, self.rows)
-        parameters = trainable_parameters(self.model)
-        self.summary = provenance(OmegaConf.to_container(cfg, resolve=True), parameters)
         self.live = sys.stdout.isatty()
         announce(cfg, self.model.name, parameters, self.state.iteration)
 
@@ -298,7 +300,8 @@ class Run:
         s = self.summary
         s.status, s.iterations, s.error = status, self.state.iteration, error
         s.train_error, s.test_error = last.get("train_error"), last.get("test_error")
-        s.resumed_at, s.wall_seconds = self.state.resumed_at, self.state.seconds
+        s.resumed_at, s.commits, s.wall_seconds = (self.state.resumed_at, self.state.commits,
+                                                   self.state.seconds)
         s.write(self.run_dir)
 
     def read_interval(self) -> dict:

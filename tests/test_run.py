@@ -118,6 +118,8 @@ def test_resume_is_bit_identical_with_determinism(tmp_path):
     interrupt_after_first_row(folder, *common, f"results_dir={resumed}")
     assert 10 <= json.loads((folder / "summary.json").read_text())["iterations"] < 40
     assert run(*common, f"results_dir={resumed}").returncode == 0
+    summary = json.loads((folder / "summary.json").read_text())  # the code of each segment
+    assert len(summary["resumed_at"]) == 1 and summary["commits"] == [summary["commit"]] * 2
     pd.testing.assert_frame_equal(metrics(straight / "smoke/runs/identity-8-s0")[LOSSES_AND_ERRORS],
                                   metrics(folder)[LOSSES_AND_ERRORS], check_exact=True)
     pd.testing.assert_frame_equal(pd.read_csv(straight / "smoke/runs/identity-8-s0/gradients.csv"),
@@ -341,8 +343,8 @@ def test_a_checkpoint_of_another_config_with_the_same_shapes_is_set_aside(smoke,
 
 
 def test_a_checkpoint_whose_fingerprint_repeats_the_budget_under_budget_resumes(smoke):
-    """Older versions named the budget's values twice (budget.iterations and train.iterations):
-    their checkpoints still resume."""
+    """Older versions named the budget's values twice (budget.iterations and train.iterations)
+    and kept no commit per segment: their checkpoints still resume."""
     overrides, run_dir = smoke
     interrupt_after_first_row(run_dir, *overrides, "train.iterations=60")
     with np.load(run_dir / "checkpoint.npz") as f:
@@ -352,10 +354,15 @@ def test_a_checkpoint_whose_fingerprint_repeats_the_budget_under_budget_resumes(
                     "budget.milestones": [0.5, 0.75], "budget.train_examples": 2560,
                     "budget.test_examples": 500}
     arrays["fingerprint"] = np.array(json.dumps(fingerprint, sort_keys=True))
+    state = json.loads(str(arrays["state"]))
+    del state["commits"]
+    arrays["state"] = np.array(json.dumps(state))
     np.savez(run_dir / "checkpoint.npz", **arrays)
     resumed = run(*overrides, "train.iterations=60")
     assert resumed.returncode == 0 and ", resuming at iteration" in resumed.stdout, resumed.stderr
     assert "cannot be used" not in resumed.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["commits"] == ["unknown", summary["commit"]]  # the first segment's is lost
 
 
 def test_a_run_that_failed_before_any_progress_does_not_pin_its_config(smoke):
