@@ -72,6 +72,7 @@ def load_runs(budget_dir: Path) -> tuple[pd.DataFrame, ...]:
     if not runs:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     runs = pd.DataFrame(runs)
+    runs["scouting"] = runs.folder.isin(SCOUTING.get(budget_dir.name, []))  # left out of verdicts
     n = runs.groupby("name").seed.transform("nunique")
     runs["label"] = runs.name + " (n=" + n.astype(str) + ")"
     labels = runs.drop_duplicates("name").set_index("name").label
@@ -223,7 +224,7 @@ def figure6(curves, runs, out: Path) -> bool:
     ylim = error_limit(pd.concat([c for _, c in panels]))  # shared by the panels (sharey)
     for ax, (title, data) in zip(axes[0], panels):
         _curves(ax, data, title, palette, ylim)
-    finding = "; ".join(f"{PLURAL[net]}: deeper trains {_trend(runs, net)}" for net in ("plain", "ResNet")
+    finding = "; ".join(_trend(runs, net) for net in ("plain", "ResNet")
                         if runs[runs.net == net].depth.nunique() > 1)
     return _finish(fig, f"Figure 6: {finding or 'CIFAR-10 error'} (training dashed, test bold)",
                    runs, out)
@@ -235,10 +236,20 @@ FIGURE7_NETS = ["plain-20", "plain-56", "ResNet-20", "ResNet-56", "ResNet-110"]
 PLURAL = {"plain": "plain nets", "ResNet": "ResNets"}
 
 
-def _trend(runs, net, column="train_error") -> str:
-    """"worse" or "better": how the deepest `net` ends against its shallowest (means over seeds)."""
-    final = runs[runs.net == net].groupby("depth")[column].mean()
-    return "worse" if final.iloc[-1] > final.iloc[0] else "better"
+def _trend(runs, net) -> str:
+    """A title's finding: how the deepest `net` ends in training error against its shallowest,
+    on the seeds the claims judge (scouting runs left out) and qualified by the claims' rule."""
+    judged = runs[(runs.net == net) & ~runs.scouting]
+    final = judged.groupby("depth").train_error.agg(["mean", "std"])
+    if len(final) < 2:
+        return f"{PLURAL[net]}: depth not judged yet (scouting seeds left out)"
+    (shallow, a), (deep, b) = final.iloc[[0, -1]].iterrows()
+    verdict = _verdict(abs(b["mean"] - a["mean"]), [a["std"], b["std"]])[1]
+    qualifier = {"shown": "", "not shown at this budget": ", within the seeds' spread"}.get(
+        verdict, " (a side with one seed: not decided)")
+    scouted = ", scouting seeds left out" if runs[runs.net == net].scouting.any() else ""
+    return (f"{PLURAL[net]}{scouted}: {deep} layers train "
+            f"{'worse' if b['mean'] > a['mean'] else 'better'} than {shallow}{qualifier}")
 
 
 def figure_depth(runs, out: Path) -> bool:
@@ -254,10 +265,14 @@ def figure_depth(runs, out: Path) -> bool:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
     for ax, column, what in zip(axes, ["train_error", "test_error"], ["training", "test"]):
         for net, group in data.groupby("net"):
-            mean = group.groupby("depth")[column].mean()
+            judged, scouts = group[~group.scouting], group[group.scouting]
+            mean = judged.groupby("depth")[column].mean()
             ax.plot(mean.index, mean.values, color=colours[net], linewidth=2, marker="s",
-                    markersize=5, label=f"{net} (mean)")
-            ax.scatter(group.depth, group[column], color=colours[net], s=14, alpha=0.6, zorder=3)
+                    markersize=5, label=f"{net} (mean{' of the judged seeds' if len(scouts) else ''})")
+            ax.scatter(judged.depth, judged[column], color=colours[net], s=14, alpha=0.6, zorder=3)
+            if len(scouts):
+                ax.scatter(scouts.depth, scouts[column], color=colours[net], s=30, marker="x",
+                           zorder=3, label=f"{net}, scouting seed (chose the budget; not judged)")
             values = paper.get((net, column), {})
             shown = {d: v for d, v in values.items() if d in set(group.depth)}
             if shown:
@@ -271,7 +286,7 @@ def figure_depth(runs, out: Path) -> bool:
         ax.minorticks_off()
         ax.legend(fontsize=7, loc="upper left")
     axes[0].set_ylim(0, 1.3 * axes[0].get_ylim()[1])  # both panels' points, room for the legends
-    finding = "; ".join(f"{PLURAL[net]}: deeper trains {_trend(data, net)}"
+    finding = "; ".join(_trend(data, net)
                         for net in ("plain", "ResNet") if data[data.net == net].depth.nunique() > 1)
     return _finish(fig, f"Error against depth: {finding}", runs, out)
 
@@ -519,8 +534,8 @@ def report(budget_dir: Path) -> bool:
         ["name", "seed", "iterations", "train_error", "test_error", "wall_seconds"]]
     n = runs.groupby("name").seed.nunique()
     left = missing(budget_dir, runs)
-    scouts = SCOUTING.get(budget_dir.name, [])
-    judged = claims(runs[~runs.folder.isin(scouts)],
+    scouts = runs[runs.scouting].folder.tolist()
+    judged = claims(runs[~runs.scouting],
                     responses[~responses.folder.isin(scouts)] if not responses.empty else responses)
     hours = runs.wall_seconds.sum() / 3600
     readme = [

@@ -228,3 +228,18 @@ def test_each_seed_is_drawn_in_order_of_its_x_axis_even_when_its_rows_are_not():
     for line in ax.get_lines():  # two seeds and their mean
         assert list(line.get_xdata()) == [1, 2, 3] and list(line.get_ydata()) == [0.3, 0.2, 0.1]
     plt.close(fig)
+
+
+def test_a_titles_depth_finding_follows_the_claims_rule_on_the_judged_seeds():
+    from experiments.figures import _trend
+
+    def runs(resnet20, resnet56, scouts=()):
+        return pd.DataFrame([{"net": "ResNet", "depth": d, "train_error": e,
+                              "scouting": (d, e) in scouts}
+                             for d, errors in ((20, resnet20), (56, resnet56)) for e in errors])
+    assert _trend(runs([6.0, 6.2], [4.0, 4.1]), "ResNet") == "ResNets: 56 layers train better than 20"
+    assert _trend(runs([6.0, 7.0], [5.9, 6.5]), "ResNet").endswith(", within the seeds' spread")
+    # a scouting seed of 4.3% would make the means say "better"; judged, one seed says "worse"
+    title = _trend(runs([6.3, 5.7, 6.2], [4.3, 6.4], scouts={(20, 6.3), (56, 4.3)}), "ResNet")
+    assert title == ("ResNets, scouting seeds left out: 56 layers train worse than 20 "
+                     "(a side with one seed: not decided)")
