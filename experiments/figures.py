@@ -553,7 +553,10 @@ def report(budget_dir: Path) -> bool:
         f"run{'s' if len(runs) > 1 else ''}",
         *([f"- scouting runs (they chose the budget's length; left out of the claims): "
            f"{', '.join(scouts)}"] if scouts else []),
-        f"- code: commit {', '.join(sorted(set(runs.commits.sum())))}",
+        f"- code: commit {', '.join(sorted(set(runs.commits.sum()) - {'unknown'}))}"
+        + ("; earlier segments of resumed runs: not recorded (trained before runs kept one per "
+           "segment)"
+           if "unknown" in runs.commits.sum() else ""),
         "- still to run: " + (", ".join(left) if left else "nothing: every planned run is in"), "",
         "## Claims", "",
         f"Each claim is judged by one rule, fixed before the runs: **shown** when the difference of "
