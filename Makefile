@@ -41,10 +41,12 @@ test-fast: setup ## the fast tier: no processes of their own, no real data, no S
 test-all: setup ## every test, the slow ones included
 	$(PY) -m pytest
 
+# The figures follow a finished sweep and one whose runs failed (they show what finished), not a
+# refused value (exit 2) or a stopped sweep (128 + the signal: Ctrl-C, SIGTERM).
 reproduce-cifar: setup ## the sweep (BUDGET, SEEDS, JOBS, LAUNCHER), then the figures and tables
 	$(PY) -m src.sweep budget=$(BUDGET) seeds=$(SEEDS) jobs=$(JOBS) launcher=$(LAUNCHER) \
 		results_dir=$(RESULTS) $(ARGS); \
-	status=$$?; [ $$status -eq 2 ] && exit 2; \
+	status=$$?; [ $$status -eq 2 ] || [ $$status -gt 128 ] && exit $$status; \
 	$(PY) -m experiments.figures $(RESULTS)/$(BUDGET) && exit $$status
 
 figures: setup ## figures and tables of every $(RESULTS)/<budget>/ from its run folders

@@ -538,6 +538,7 @@ def report(budget_dir: Path) -> bool:
     judged = claims(runs[~runs.scouting],
                     responses[~responses.folder.isin(scouts)] if not responses.empty else responses)
     hours = runs.wall_seconds.sum() / 3600
+    commits = set(runs.commits.sum())  # of every segment of every run
     readme = [
         f"# CIFAR-10, budget `{runs.budget.iloc[0]}`", "",
         "Made by `make figures` (python -m experiments.figures) from the run folders in `runs/`; "
@@ -553,10 +554,9 @@ def report(budget_dir: Path) -> bool:
         f"run{'s' if len(runs) > 1 else ''}",
         *([f"- scouting runs (they chose the budget's length; left out of the claims): "
            f"{', '.join(scouts)}"] if scouts else []),
-        f"- code: commit {', '.join(sorted(set(runs.commits.sum()) - {'unknown'}))}"
+        f"- code: commit {', '.join(sorted(commits - {'unknown'}))}"
         + ("; earlier segments of resumed runs: not recorded (trained before runs kept one per "
-           "segment)"
-           if "unknown" in runs.commits.sum() else ""),
+           "segment)" if "unknown" in commits else ""),
         "- still to run: " + (", ".join(left) if left else "nothing: every planned run is in"), "",
         "## Claims", "",
         f"Each claim is judged by one rule, fixed before the runs: **shown** when the difference of "

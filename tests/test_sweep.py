@@ -50,6 +50,29 @@ def test_make_reproduce_cifar_with_a_refused_value_says_so_once_and_draws_nothin
     assert "no run folders" not in p.stderr
 
 
+@pytest.mark.heavy
+def test_ctrl_c_of_make_reproduce_cifar_stops_the_sweep_and_draws_no_figures(tmp_path):
+    """Ctrl-C reaches make, its shell, the sweep and the run (one process group): the run
+    checkpoints, the sweep exits 128 + 2, and the figures step does not follow."""
+    import os
+    import subprocess
+    from tests.helpers import ROOT, default_ctrl_c, run_env
+    p = subprocess.Popen(["make", "--no-print-directory", "reproduce-cifar", "BUDGET=smoke",
+                          "JOBS=1", f"RESULTS={tmp_path}", "ARGS=depth=8 shortcut=none "
+                          "train.iterations=60"], cwd=ROOT, env=run_env(), text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=default_ctrl_c, start_new_session=True)
+    run_dir = tmp_path / "smoke/runs/none-8-s0"
+    wait_for_first_row(run_dir, p)
+    os.killpg(p.pid, signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode != 0
+    assert "sweep stopped by signal 2" in err
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "interrupted"
+    assert "experiments.figures" in out  # make echoed the whole recipe; it did not run it:
+    assert "no finished runs" not in out + err and not (tmp_path / "smoke/README.md").exists()
+
+
 def test_sweep_refuses_bad_values_before_running_anything(tmp_path):
     for word, message in [("launcher=slurmish", "launcher='slurmish' is not allowed"),
                           ("seeds=0", "seeds='0' is not allowed"),
