@@ -267,8 +267,11 @@ def figure_depth(runs, out: Path) -> bool:
         for net, group in data.groupby("net"):
             judged, scouts = group[~group.scouting], group[group.scouting]
             mean = judged.groupby("depth")[column].mean()
+            n = judged.groupby("depth").seed.nunique()
+            seeds = f"{n.min()}{'' if n.min() == n.max() else f'-{n.max()}'}" + \
+                f" {'judged ' if len(scouts) else ''}seed{'s' if n.max() > 1 else ''}"
             ax.plot(mean.index, mean.values, color=colours[net], linewidth=2, marker="s",
-                    markersize=5, label=f"{net} (mean{' of the judged seeds' if len(scouts) else ''})")
+                    markersize=5, label=f"{net} (mean of {seeds})")
             ax.scatter(judged.depth, judged[column], color=colours[net], s=14, alpha=0.6, zorder=3)
             if len(scouts):
                 ax.scatter(scouts.depth, scouts[column], color=colours[net], s=30, marker="x",
