@@ -484,13 +484,15 @@ def claims(runs, responses) -> pd.DataFrame:
 
 
 def summary(judged, budget) -> list[str]:
-    """One line per claim: in how many of its comparisons the rule finds it shown."""
+    """One line per claim: in how many of its comparisons the rule finds it shown. A claim with
+    undecided comparisons is "shown" or "not shown" only "where decided"."""
     lines = []
     for claim, rows in (judged.groupby("claim", sort=False) if not judged.empty else []):
         decided = rows[~rows.verdict.str.startswith("not decided")]
         shown = (decided.verdict == "shown").sum()
-        word = ("not decided yet" if decided.empty else "shown" if shown == len(decided)
-                else "not shown" if shown == 0 else "partly shown")
+        word = ("not decided yet" if decided.empty else "partly shown" if 0 < shown < len(decided)
+                else ("shown" if shown else "not shown")
+                + (" where decided" if len(decided) < len(rows) else ""))
         lines.append(f"- {claim}: **{word}** (shown in {shown} of {len(rows)} comparisons"
                      + (f", {len(rows) - len(decided)} not decided: a side with one seed)."
                         if len(decided) < len(rows) else ")."))

@@ -81,8 +81,8 @@ def test_figures_table_and_claims_from_runs_with_seeds_and_missing_runs(tmp_path
     assert any("(e) Figure 7" in r and "plain-20 above ResNet-20" in r and "|shown|" in r
                for r in rows)
     assert not any("(b)" in r for r in rows)  # needs ResNet-56
-    assert ("- (a) plain: training error rises with depth: **shown** (shown in 1 of 3 "
-            "comparisons, 2 not decided: a side with one seed).") in readme
+    assert ("- (a) plain: training error rises with depth: **shown where decided** (shown in 1 "
+            "of 3 comparisons, 2 not decided: a side with one seed).") in readme
     assert "![figure6.png](figure6.png)" in readme and "![figure7.png](figure7.png)" in readme
     assert readme.index("![figure_depth.png]") < readme.index("## Claims")  # the headline first
     for name in ("figure_depth", "figure1", "figure6", "figure7"):  # a vector file beside each
