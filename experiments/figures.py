@@ -200,12 +200,10 @@ def figure1(curves, runs, out: Path) -> bool:
                            for label in order] +
                   [plt.Line2D([], [], color="black", linewidth=0.6, alpha=0.45,
                               label="one seed")], fontsize=8)
-    final = runs[runs.net == "plain"].groupby("depth").train_error.mean()
-    verdict = ("the 56-layer plain net trains worse than the 20-layer one"
-               if final.get(56, 0) > final.get(20, 100) else
-               "the 56-layer plain net does not train worse here")
-    return _finish(fig, f"Figure 1: {verdict} (training error {final.get(20, np.nan):.1f}% vs "
-                   f"{final.get(56, np.nan):.1f}%)", runs, out)
+    pair = runs[(runs.net == "plain") & runs.depth.isin([20, 56])]
+    final = pair[~pair.scouting].groupby("depth").train_error.mean()
+    return _finish(fig, f"Figure 1, {_trend(pair, 'plain')}; training error "
+                   f"{final.get(20, np.nan):.1f}% vs {final.get(56, np.nan):.1f}%", runs, out)
 
 
 def figure6(curves, runs, out: Path) -> bool:
