@@ -139,10 +139,11 @@ def _curves(ax, curves, title, palette, ylim):
     ax.legend(handles=handles, fontsize=7, ncols=2)
 
 
-def _seeds(runs) -> str:
+def _seeds(runs, kind="") -> str:
+    """The seeds per network: '3 seeds', '1-3 seeds'; kind qualifies them ('judged ')."""
     n = runs.groupby("name").seed.nunique()
-    return f"{n.min()} seed{'s' if n.max() > 1 else ''}" if n.min() == n.max() else \
-        f"{n.min()}-{n.max()} seeds"
+    return f"{n.min()} {kind}seed{'s' if n.max() > 1 else ''}" if n.min() == n.max() else \
+        f"{n.min()}-{n.max()} {kind}seeds"
 
 
 def _budget_title(runs):
@@ -265,9 +266,7 @@ def figure_depth(runs, out: Path) -> bool:
         for net, group in data.groupby("net"):
             judged, scouts = group[~group.scouting], group[group.scouting]
             mean = judged.groupby("depth")[column].mean()
-            n = judged.groupby("depth").seed.nunique()
-            seeds = f"{n.min()}{'' if n.min() == n.max() else f'-{n.max()}'}" + \
-                f" {'judged ' if len(scouts) else ''}seed{'s' if n.max() > 1 else ''}"
+            seeds = _seeds(judged, "judged " if len(scouts) else "")
             ax.plot(mean.index, mean.values, color=colours[net], linewidth=2, marker="s",
                     markersize=5, label=f"{net} (mean of {seeds})")
             ax.scatter(judged.depth, judged[column], color=colours[net], s=14, alpha=0.6, zorder=3)

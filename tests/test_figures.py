@@ -246,3 +246,11 @@ def test_a_titles_depth_finding_follows_the_claims_rule_on_the_judged_seeds():
     title = _trend(runs([6.3, 5.7, 6.2], [4.3, 6.4], scouts={(20, 6.3), (56, 4.3)}), "ResNet")
     assert title == ("ResNets, scouting seeds left out: 56 layers train worse than 20 "
                      "(a side with one seed: not decided)")
+
+
+def test_a_legend_or_title_counts_the_seeds_per_network_and_says_which_ones():
+    from experiments.figures import _seeds
+    runs = pd.DataFrame({"name": ["ResNet-20"] * 3 + ["ResNet-56"], "seed": [0, 1, 2, 0]})
+    assert _seeds(runs) == "1-3 seeds"
+    assert _seeds(runs[runs.name == "ResNet-20"], "judged ") == "3 judged seeds"
+    assert _seeds(runs[runs.name == "ResNet-56"], "judged ") == "1 judged seed"
