@@ -570,7 +570,9 @@ def report(budget_dir: Path) -> bool:
         *summary(judged, runs.budget.iloc[0]), "",
         judged.to_markdown(index=False, floatfmt=".2f") if not judged.empty else "(no pairs yet)",
         "", *[f"![{name}]({name})" for name in made[1:]], "", *backward,
-        "## Table 6 (final test error: the last evaluation, never the best one)", "", markdown, "",
+        "## Table 6 (final test error: the last evaluation, never the best one)", "",
+        *(["Every seed that ran, the scouting ones included (the claims leave them out).", ""]
+          if scouts else []), markdown, "",
         "## Runs", "", listing.to_markdown(index=False, floatfmt=".2f"), "",
     ]
     write_text(budget_dir / "README.md", "\n".join(readme))

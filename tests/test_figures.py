@@ -209,6 +209,9 @@ def test_the_scouting_runs_of_the_long_budget_are_drawn_but_not_judged(tmp_path)
     row = next(line for line in readme.splitlines() if "ResNet-20 above ResNet-56" in line)
     assert row.count("(n=2)") == 2
     assert len([line for line in readme.splitlines() if line.startswith("| ResNet-56 ")]) == 3
+    # Table 6 describes every seed that ran, and says so beside the claims' n=2
+    table = readme.split("## Table 6")[1]
+    assert "the scouting ones included" in table and "(n=3)" in table
 
 
 def test_the_error_axis_keeps_the_final_errors_apart_and_chance_in_view_when_runs_end_near_it():
