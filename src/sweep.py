@@ -13,6 +13,7 @@ On this machine (launcher=basic) the runs are packed: `jobs` runs at once, each 
 own on cores/jobs threads. Small CIFAR convolutions do not keep two cores busy, so one run per
 core trains more images per second in all than one run on every core. jobs=auto measures both on
 the smallest network for a few seconds and takes the faster; a GPU machine runs one at a time.
+When nothing is left to start and one run remains with minutes to go, it is resumed on every core.
 The other launchers run each grid as a Hydra multirun and place the runs themselves.
 """
 import os
@@ -37,6 +38,7 @@ from src.config import (CONF, ConfigError, check_config, compose, duration,  # n
 from src.grids import GRID_KEYS, GRIDS, PLAIN_AND_RESNET, expand  # noqa: E402
 from src.rundir import DamagedFile, config_changes, damage, holder, read_summary  # noqa: E402
 
+TAIL_SECONDS = 120  # a packed sweep's last run with more left than this is resumed on every core
 DEFAULTS = {"budget": "paper", "seeds": "1", "jobs": "auto", "launcher": "basic",
             "results_dir": "results"}
 LAUNCHERS = ("basic", "joblib", "submitit_local", "slurm")
@@ -184,11 +186,11 @@ def plan(runs) -> tuple[dict[str, float], list]:
     return estimates, pending
 
 
-def run_words(cfg, options, passed, threads) -> list[str]:
+def run_words(cfg, options, passed) -> list[str]:
     """The command line of one planned run."""
     return [f"budget={options['budget']}", f"depth={cfg.depth}", f"shortcut={cfg.shortcut}",
             f"block={cfg.block}", f"seed={cfg.seed}", f"results_dir={options['results_dir']}",
-            *passed, *([f"threads={threads}"] if threads else [])]
+            *passed]
 
 
 def prefixed(stream, name: str) -> None:
@@ -198,12 +200,14 @@ def prefixed(stream, name: str) -> None:
 
 
 class Sweep:
-    """The runs of a sweep as processes of this machine, `jobs` at a time; a signal to the sweep
-    is passed on to every running one (each checkpoints and stops) and starts nothing more."""
+    """The runs of a sweep as processes of this machine, `jobs` at a time on `threads` each (None:
+    every core); a signal to the sweep is passed on to every running one (each checkpoints and
+    stops) and starts nothing more."""
 
-    def __init__(self, jobs: int, estimates: dict, iterations: dict, speedup: float):
-        self.jobs, self.estimates, self.iterations, self.speedup = (jobs, estimates, iterations,
-                                                                    speedup)
+    def __init__(self, jobs: int, threads: int | None, estimates: dict, iterations: dict,
+                 speedup: float):
+        self.jobs, self.threads, self.estimates, self.iterations, self.speedup = (
+            jobs, threads, estimates, iterations, speedup)
         self.running, self.stop = {}, []
         self.env = {**os.environ, "SRC_SWEEP_PID": str(os.getpid())}
 
@@ -213,18 +217,19 @@ class Sweep:
             if child.poll() is None:
                 child.send_signal(signum)
 
+    def seconds_left(self, run_dir: str) -> float:
+        """A run's estimate for what it still has to do, one run at a time on every core."""
+        state, done = status_of(run_dir)
+        return 0.0 if state == "finished" else \
+            self.estimates.get(run_dir, 0.0) * (1 - done / max(self.iterations[run_dir], 1))
+
     def left(self) -> str:
-        """The remaining time of the whole sweep: each unfinished run's estimate for what it still
-        has to do, over the runs that train at once."""
-        seconds = 0.0
-        for run_dir, estimate in self.estimates.items():
-            state, done = status_of(run_dir)
-            if state != "finished":
-                seconds += estimate * (1 - done / max(self.iterations[run_dir], 1))
-        return duration(seconds / self.speedup)
+        """The remaining time of the whole sweep, over the runs that train at once."""
+        return duration(sum(map(self.seconds_left, self.estimates)) / self.speedup)
 
     def start(self, words: list[str], name: str) -> subprocess.Popen:
-        command = [sys.executable, "-m", "src.run", *words]
+        command = [sys.executable, "-m", "src.run", *words,
+                   *([f"threads={self.threads}"] if self.threads else [])]
         if self.jobs == 1:  # the run's own progress, live on a terminal
             return subprocess.Popen(command, env=self.env)
         child = subprocess.Popen(command, env=self.env, stdout=subprocess.PIPE,
@@ -239,7 +244,27 @@ class Sweep:
                 print(f"sweep: {name} ended (exit {child.returncode}); ~{self.left()} of the "
                       "sweep left", flush=True)
 
+    def alone(self, name: str, words: list[str]) -> None:
+        """The last run of a packed sweep, on its share of the cores while the others idle: stop it
+        (it checkpoints) and resume it on every core, if it has long enough left to pay for that."""
+        self.threads = None  # decided once: nothing is left to start, a restart is on every core
+        run_dir = next((d for d in self.estimates if Path(d).name == name), None)
+        if run_dir is None or self.seconds_left(run_dir) < TAIL_SECONDS:
+            return
+        child = self.running[name]
+        child.send_signal(signal.SIGTERM)
+        child.wait()
+        state, done = status_of(run_dir)
+        if self.stop or state == "finished":  # stopped meanwhile (checkpointed), or just done
+            return
+        print(f"sweep: {name} is the last run: resumed on every core ({done} iterations done)",
+              flush=True)
+        self.running[name] = self.start(words, name)
+        if self.stop:  # a signal between the check and the start
+            self.running[name].send_signal(self.stop[0])
+
     def run(self, todo: list[tuple[str, list[str]]]) -> None:
+        words_of = dict(todo)
         for k, (name, words) in enumerate(todo, 1):
             while len(self.running) >= self.jobs and not self.stop:
                 time.sleep(0.2)
@@ -252,6 +277,9 @@ class Sweep:
         while self.running:
             time.sleep(0.2)
             self.reap()
+            if len(self.running) == 1 and self.threads and not self.stop:
+                name = next(iter(self.running))
+                self.alone(name, words_of[name])
 
 
 def status_of(run_dir: str) -> tuple[str, int]:
@@ -276,12 +304,13 @@ def main(argv=sys.argv[1:]):
               flush=True)
     # Ctrl-C or SIGTERM: passed on to the running runs, which checkpoint and stop; the sweep
     # waits for them and starts nothing more. The runs stop too if the sweep dies (src.run).
-    sweep = Sweep(jobs, estimates, {cfg.run_dir: cfg.train.iterations for cfg in runs}, gain)
+    sweep = Sweep(jobs, threads, estimates, {cfg.run_dir: cfg.train.iterations for cfg in runs},
+                  gain)
     previous = {s: signal.signal(s, sweep.pass_on)
                 for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         if options["launcher"] == "basic":
-            sweep.run([(Path(cfg.run_dir).name, run_words(cfg, options, passed, threads))
+            sweep.run([(Path(cfg.run_dir).name, run_words(cfg, options, passed))
                        for cfg in pending])
         else:
             sweep.run([(f"grid {k}", ["-m", f"seed={','.join(map(str, range(grid['seeds'])))}",

@@ -151,6 +151,28 @@ def test_a_packed_sweep_runs_two_at_once_on_one_thread_each_and_labels_their_lin
     assert "sweep: 2 of 2 runs finished" in result.stdout
 
 
+@pytest.mark.heavy
+def test_the_last_run_of_a_packed_sweep_is_resumed_on_every_core(tmp_path, monkeypatch, capsys):
+    """Packed, each run has one core; once the short run has finished, the long one would train on
+    one core while the other idles: it checkpoints and resumes on every core, its curve whole."""
+    import src.sweep
+    monkeypatch.setattr(src.sweep, "TAIL_SECONDS", 0)  # any time left pays (in a sweep: 2 min)
+    assert src.sweep.main(["budget=smoke", "depth=8,56", "shortcut=identity", "jobs=2", *LIGHT,
+                           "train.iterations=120", f"results_dir={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    switch = re.search(r"sweep: identity-56-s0 is the last run: resumed on every core "
+                       r"\((\d+) iterations done\)", out)
+    assert switch and int(switch[1]) < 120, out
+    deep = [line for line in out.splitlines() if line.startswith("identity-56-s0 ")]
+    assert sum("threads: 1 intra-op" in line for line in deep) == 1  # the packed segment only
+    assert sum("resuming at iteration" in line for line in deep) == 1
+    runs = tmp_path / "smoke/runs"
+    assert len(json.loads((runs / "identity-56-s0/summary.json").read_text())["resumed_at"]) == 1
+    assert json.loads((runs / "identity-8-s0/summary.json").read_text())["resumed_at"] == []
+    for name in ("identity-8-s0", "identity-56-s0"):
+        assert metrics(runs / name).iteration.tolist() == list(range(10, 130, 10))
+
+
 def sweep_processes(root) -> list[str]:
     """Command lines of the live processes working under `root` (the sweep's and its runs')."""
     found = []
