@@ -202,7 +202,7 @@ def figure1(curves, runs, out: Path) -> bool:
                   [plt.Line2D([], [], color="black", linewidth=0.6, alpha=0.45,
                               label="one seed")], fontsize=8)
     pair = runs[(runs.net == "plain") & runs.depth.isin([20, 56])]
-    final = pair[~pair.scouting].groupby("depth").train_error.mean()
+    final = _judged_final(pair, "plain")["mean"]
     return _finish(fig, f"Figure 1, {_trend(pair, 'plain')}; training error "
                    f"{final.get(20, np.nan):.1f}% vs {final.get(56, np.nan):.1f}%", runs, out)
 
@@ -235,11 +235,16 @@ FIGURE7_NETS = ["plain-20", "plain-56", "ResNet-20", "ResNet-56", "ResNet-110"]
 PLURAL = {"plain": "plain nets", "ResNet": "ResNets"}
 
 
+def _judged_final(runs, net):
+    """Final training error of `net` per depth, mean and std over the seeds the claims judge."""
+    return runs[(runs.net == net) & ~runs.scouting].groupby("depth").train_error.agg(
+        ["mean", "std"])
+
+
 def _trend(runs, net) -> str:
     """A title's finding: how the deepest `net` ends in training error against its shallowest,
     on the seeds the claims judge (scouting runs left out) and qualified by the claims' rule."""
-    judged = runs[(runs.net == net) & ~runs.scouting]
-    final = judged.groupby("depth").train_error.agg(["mean", "std"])
+    final = _judged_final(runs, net)
     if len(final) < 2:
         return f"{PLURAL[net]}: depth not judged yet (scouting seeds left out)"
     (shallow, a), (deep, b) = final.iloc[[0, -1]].iterrows()
