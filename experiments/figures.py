@@ -24,7 +24,7 @@ import seaborn as sns  # noqa: E402
 from experiments.paper import (PLAIN_TEST_ERROR, PLAIN_TRAIN_ERROR,  # noqa: E402
                                RESNET_TEST_ERROR)
 from src.grids import SCOUTING, run_names  # noqa: E402
-from src.rundir import damage, read_summary, write_text  # noqa: E402  (the runs' own rules)
+from src.rundir import WEIGHTS, damage, read_summary, write_text  # noqa: E402  (the runs' own rules)
 
 NAMES = {"none": "plain", "identity": "ResNet", "projection": "ResNet-B",
          "all_projection": "ResNet-C"}
@@ -58,6 +58,7 @@ def load_runs(budget_dir: Path) -> tuple[pd.DataFrame, ...]:
         runs.append({**run, "parameters": summary.parameters,
                      "train_error": summary.train_error, "test_error": summary.test_error,
                      "iterations": summary.iterations, "wall_seconds": summary.wall_seconds,
+                     "weights": WEIGHTS if summary_path.with_name(WEIGHTS).exists() else "-",
                      "cpu": summary.hardware["cpu"], "gpus": ", ".join(summary.hardware["gpus"]),
                      "commits": summary.commits or [summary.commit], "budget": c["budget"]["name"],
                      "batch_size": c["train"]["batch_size"], "lr": c["train"]["lr"],
@@ -538,7 +539,7 @@ def report(budget_dir: Path) -> bool:
     markdown = table.to_markdown(index=False, floatfmt=".2f")
     write_text(budget_dir / "table6.md", markdown + "\n")
     listing = runs.sort_values(["net", "depth", "seed"])[
-        ["name", "seed", "iterations", "train_error", "test_error", "wall_seconds"]]
+        ["name", "seed", "iterations", "train_error", "test_error", "wall_seconds", "weights"]]
     n = runs.groupby("name").seed.nunique()
     left = missing(budget_dir, runs)
     scouts = runs[runs.scouting].folder.tolist()
@@ -578,7 +579,12 @@ def report(budget_dir: Path) -> bool:
         "## Table 6 (final test error: the last evaluation, never the best one)", "",
         *(["Every seed that ran, the scouting ones included (the claims leave them out).", ""]
           if scouts else []), markdown, "",
-        "## Runs", "", listing.to_markdown(index=False, floatfmt=".2f"), "",
+        "## Runs", "", f"A run with `{WEIGHTS}` ships its trained network (Keras' `load_weights`"
+        " into the network `src.models.resnet` builds); `python -m experiments.evaluate "
+        f"{budget_dir.as_posix()}/runs/<run>` checks it against the run's final test error. Runs "
+        "finished before the "
+        "suite kept their weights have none.", "",
+        listing.to_markdown(index=False, floatfmt=".2f"), "",
     ]
     write_text(budget_dir / "README.md", "\n".join(readme))
     print(f"{budget_dir}: wrote {', '.join(made + ['table6.md', 'table6.csv', 'README.md'])}")

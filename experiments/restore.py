@@ -17,6 +17,7 @@ import keras  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from src import data as cifar  # noqa: E402
+from src.config import compose  # noqa: E402
 from src.data import DataError  # noqa: E402
 from src.rundir import Checkpoint, read_summary  # noqa: E402
 from src.train import build_model, make_optimizer  # noqa: E402
@@ -31,22 +32,36 @@ def restore(run_dir: Path):
         raise SystemExit(f"error: {run_dir} holds no run with a checkpoint (summary.json and "
                          "checkpoint.npz): nothing to recompute")
     cfg = OmegaConf.create(summary.config)
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(cfg.train.precision)
-    try:
+    with precision(cfg):
         model = build_model(cfg)
         optimizer, _ = make_optimizer(cfg)
         optimizer.build(model.trainable_variables)
         state = Checkpoint(run_dir, cfg).load(model, optimizer)
         if state is None:
             raise SystemExit(f"error: no usable checkpoint in {run_dir}")
-        data_dir = os.environ.get("TFDS_DATA_DIR", cfg.data.dir)
-        download = os.environ.get("TFDS_DOWNLOAD", str(cfg.data.download)).lower() == "true"
-        data = cifar.load(data_dir, download, cfg.data.train_examples, cfg.data.test_examples,
-                          cfg.data.validation)
-        yield cfg, model, data, state
+        yield cfg, model, run_data(cfg), state
+
+
+@contextlib.contextmanager
+def precision(cfg):
+    """The run's precision policy while the block runs."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(cfg.train.precision)
+    try:
+        yield
     finally:
         keras.mixed_precision.set_global_policy(policy)
+
+
+def run_data(cfg):
+    """The run's slices of CIFAR-10 (so the same mean image), from its data.dir and
+    data.download, or from TFDS_DATA_DIR and TFDS_DOWNLOAD where they are set, read as a run's
+    config reads them."""
+    data, here = cfg.data, compose().data
+    data_dir = here.dir if "TFDS_DATA_DIR" in os.environ else data.dir
+    download = here.download if "TFDS_DOWNLOAD" in os.environ else data.download
+    return cifar.load(data_dir, download, data.train_examples, data.test_examples,
+                      data.validation)
 
 
 def command(recompute, doc: str, argv) -> int:

@@ -227,12 +227,25 @@ def convolutions(model: keras.Model) -> list:
 
 def gradient_norms(model: keras.Model):
     """The paper's backward signal, measured: a function of (images, labels, iteration) that
-    returns, for every convolution in network order, the norm of the cross-entropy's gradient (no
-    weight decay) with respect to the convolution's output and to its kernel, on that batch, as
-    rows of gradients.csv. BN normalises with the batch's statistics, as in training, and its
-    moving statistics are left as they were: the measurement changes nothing in the network."""
-    convs = convolutions(model)
-    probe = keras.Model(model.inputs, [model.outputs[0], *[c.output for c in convs]])
+    returns, for every convolution in network order, as rows of gradients.csv, the norm of the
+    cross-entropy's gradient (no weight decay) on that batch with respect to
+
+    - the convolution's output (`output_gradient_norm`). BN after it makes this scale as
+      1 / the kernel's norm: the same function with the kernel times c gets it divided by c;
+    - the output of the BN that normalises that output (`bn_output_gradient_norm`), which no
+      rescaling of the kernel changes; the convolution's own output where no BN follows it (the
+      last convolution of a pre-activation unit);
+    - its kernel (`kernel_gradient_norm`), beside the kernel's own norm (`kernel_norm`): their
+      ratio times lr is the layer's effective step (docs/recipe.md).
+
+    BN normalises with the batch's statistics, as in training, and its moving statistics are
+    left as they were: the measurement changes nothing in the network."""
+    convs, readers = convolutions(model), consumers(model)
+    normalised = [next((c for c in readers.get(id(conv.output), [])
+                        if isinstance(c, (BatchNorm, layers.BatchNormalization))), conv)
+                  for conv in convs]
+    probe = keras.Model(model.inputs, [model.outputs[0], *[c.output for c in convs],
+                                       *[b.output for b in normalised]])
     kernels = [c.kernel for c in convs]
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -245,16 +258,26 @@ def gradient_norms(model: keras.Model):
         grads = tape.gradient(loss, [*outputs, *kernels])
         for v, value in zip(model.non_trainable_variables, kept):
             v.assign(value)
-        return tf.stack([tf.norm(tf.cast(g, tf.float32)) for g in grads])
+        return tf.stack([tf.norm(tf.cast(g, tf.float32)) for g in [*grads, *kernels]])
 
     def rows(images, labels, iteration: int) -> list[dict]:
-        values = norms(images, labels).numpy()
+        values = norms(images, labels).numpy().reshape(4, len(convs))
         return [{"iteration": iteration, "index": i + 1, "layer": conv.name.removesuffix("_conv"),
-                 "output_gradient_norm": float(values[i]),
-                 "kernel_gradient_norm": float(values[len(convs) + i])}
+                 "output_gradient_norm": float(values[0, i]),
+                 "kernel_gradient_norm": float(values[2, i]),
+                 "bn_output_gradient_norm": float(values[1, i]), "kernel_norm": float(values[3, i])}
                 for i, conv in enumerate(convs)]
 
     return rows
+
+
+def consumers(model: keras.Model) -> dict[int, list]:
+    """The layers that read each tensor of the network, by the tensor's id."""
+    found = {}
+    for layer in model.layers[1:]:  # after the input layer
+        for tensor in keras.tree.flatten(layer.input):
+            found.setdefault(id(tensor), []).append(layer)
+    return found
 
 
 def trainable_parameters(model: keras.Model) -> int:
@@ -271,14 +294,11 @@ def responses(model: keras.Model, batches) -> pd.DataFrame:
     of all channels pooled would also count the spread of the channel means (the offsets beta),
     which is no response at all. Returns a frame with columns layer, index (1 = the stem), std.
     """
-    consumers = {}
-    for layer in model.layers[1:]:  # after the input layer
-        for tensor in keras.tree.flatten(layer.input):
-            consumers.setdefault(id(tensor), []).append(layer)
+    readers = consumers(model)
     picked = []
     for layer in model.layers:
         if isinstance(layer, layers.Conv2D) and layer.kernel_size == (3, 3):
-            after = [c for c in consumers.get(id(layer.output), [])
+            after = [c for c in readers.get(id(layer.output), [])
                      if isinstance(c, (BatchNorm, layers.BatchNormalization))]
             picked.append(after[0] if after else layer)
     probe = keras.Model(model.inputs[0], [layer.output for layer in picked])

@@ -43,7 +43,9 @@ class Row:
 
 
 COLUMNS = [f.name for f in fields(Row)]
-GRADIENT_COLUMNS = ["iteration", "index", "layer", "output_gradient_norm", "kernel_gradient_norm"]
+GRADIENT_COLUMNS = ["iteration", "index", "layer", "output_gradient_norm", "kernel_gradient_norm",
+                    "bn_output_gradient_norm", "kernel_norm"]
+GRADIENT_COLUMNS_BEFORE = GRADIENT_COLUMNS[:5]  # of runs before the last two (empty there)
 
 
 @dataclass
@@ -61,6 +63,7 @@ class Summary:
     resumed_at: list = field(default_factory=list)  # the iteration of every resume
     commits: list = field(default_factory=list)  # the code that trained from 0, then from each resume
     wall_seconds: float = 0.0
+    warmup_ended_at: int | None = None  # where the run went back to train.lr (None: no warm-up)
     updated: str = ""
     error: str | None = None  # why it failed
 
@@ -191,6 +194,21 @@ def write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+WEIGHTS = "final.weights.h5"
+
+
+def write_weights(run_dir: Path, model) -> None:
+    """The finished network's weights (BN statistics included), in Keras' own `.weights.h5`:
+    `model.load_weights` reads them into the network src.models builds, with no code of this
+    project's training. Written beside and renamed over, as every file of a run."""
+    tmp = run_dir / f".tmp{os.getpid()}.{WEIGHTS}"  # Keras asks for the suffix
+    try:
+        model.save_weights(tmp)
+        os.replace(tmp, run_dir / WEIGHTS)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class Checkpoint:
     """`checkpoint.npz` (last) and `checkpoint.prev.npz` (the one before), each complete, with
     every variable of the model and the optimizer keyed by its path ("stem_bn/moving_mean"), the
@@ -311,9 +329,9 @@ def read_gradients(path: Path, up_to_iteration: int) -> list[dict]:
         return []
     try:
         frame = pd.read_csv(path)
-        if not set(GRADIENT_COLUMNS) <= set(frame.columns):
-            raise ValueError(f"its header lacks {','.join(GRADIENT_COLUMNS)}")
-        frame = frame[GRADIENT_COLUMNS].astype({"iteration": int, "index": int})
+        if not set(GRADIENT_COLUMNS_BEFORE) <= set(frame.columns):
+            raise ValueError(f"its header lacks {','.join(GRADIENT_COLUMNS_BEFORE)}")
+        frame = frame.reindex(columns=GRADIENT_COLUMNS).astype({"iteration": int, "index": int})
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
         aside = set_aside(path)
         print(f"warning: {path} cannot be read ({e}); kept as {aside.name}", file=sys.stderr)

@@ -6,6 +6,7 @@ logging interval, and resume to the same CSV it would have written uninterrupted
 """
 import contextlib
 import errno
+import itertools
 import math
 import os
 import shutil
@@ -26,14 +27,24 @@ from src import rundir
 from src.config import check_config, duration, smaller_budgets
 from src.models import gradient_norms, resnet, responses, trainable_parameters
 from src.rundir import (Checkpoint, Row, Summary, provenance, read_gradients, read_rows,
-                        write_atomic, write_gradients, write_rows)
+                        write_atomic, write_gradients, write_rows, write_weights)
 
 # The warm-up (paper 4.2, 110 layers) ends once the training error, averaged over this many
 # batches (6,400 images at batch 128: about +-0.5 points of noise), is below
 # train.warmup_until_error. One batch alone is too noisy: at 80% its error has a std of 3.5 points,
-# and a ResNet-110 whose warm-up ended on one lucky batch at iteration 51 never recovered from lr
-# 0.1 (79% training error after 1,000 iterations, quick budget).
+# and a ResNet-110 whose warm-up ended on one lucky batch at iteration 51 had not recovered from
+# lr 0.1 after 1,000 iterations (79% training error, quick budget; the paper's footnote says it
+# starts converging at 0.1 after several epochs).
 WARMUP_WINDOW = 50
+# Pre-activation units warm up for a fixed length instead (their paper's appendix,
+# arXiv:1603.05027: every CIFAR run at lr 0.01 for the first 400 iterations, then 0.1).
+PREACT_WARMUP_ITERATIONS = 400
+
+# The tests' way to signal a run before its end on a machine of any speed: a run whose iteration
+# reaches SRC_PAUSE_AT (exactly: a run resumed past it does not wait) waits there, up to
+# PAUSE_SECONDS, for a stop signal, then goes on. Unset, as in every real run, nothing waits.
+PAUSE_AT = "SRC_PAUSE_AT"
+PAUSE_SECONDS = 300
 
 
 class NumericalError(Exception):
@@ -48,8 +59,16 @@ def build_model(cfg: DictConfig):
 
 
 def warmup_enabled(cfg: DictConfig) -> bool:
-    """Paper section 4.2: only the 110-layer (and deeper) nets warm up at lr 0.01."""
-    return cfg.depth >= 110 if cfg.train.warmup == "auto" else bool(cfg.train.warmup)
+    """Paper section 4.2: the 110-layer (and deeper) nets warm up at lr 0.01; the pre-activation
+    paper's appendix: every pre-activation net does."""
+    if cfg.train.warmup == "auto":
+        return cfg.depth >= 110 or cfg.block == "preact"
+    return bool(cfg.train.warmup)
+
+
+def warmup_iterations(cfg: DictConfig) -> int:
+    """The fixed length of the warm-up (pre-activation units), or 0: until the error rule."""
+    return PREACT_WARMUP_ITERATIONS if cfg.block == "preact" else 0
 
 
 # --- the schedule ----------------------------------------------------------------------------
@@ -131,7 +150,7 @@ class Interval:
 
 
 def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interval,
-                    warmup_until_error=0.0, jit_compile=False):
+                    warmup_until_error=0.0, warmup_iterations=0, jit_compile=False):
     """One SGD step on a batch, compiled, that returns nothing: it adds the batch's loss, wrong
     predictions and size to `interval`, so the loop never waits for the device between steps.
 
@@ -139,7 +158,7 @@ def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interva
     one whose float16 gradients overflowed and that Keras' loss-scale optimizer skipped without
     counting it, which would move every later milestone. The warm-up (paper, 110 layers) ends at
     the first step after which the mean training error of the last WARMUP_WINDOW batches is below
-    `warmup_until_error` percent."""
+    `warmup_until_error` percent, or, given `warmup_iterations`, after that many steps."""
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     optimizer.build(model.trainable_variables)
     sums = interval.sums
@@ -160,9 +179,13 @@ def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interva
         sums["wrong"].assign_add(wrong)
         sums["seen"].assign_add(seen)
         interval.recent_errors.scatter_nd_update([[step % WARMUP_WINDOW]], [100 * wrong / seen])
-        window_full = step + 1 >= WARMUP_WINDOW  # the warm-up starts at step 0
-        ends = tf.logical_and(schedule.warming_up, tf.logical_and(
-            window_full, tf.reduce_mean(interval.recent_errors) < warmup_until_error))
+        if warmup_iterations:
+            over = step + 1 >= warmup_iterations
+        else:
+            window_full = step + 1 >= WARMUP_WINDOW  # the warm-up starts at step 0
+            over = tf.logical_and(
+                window_full, tf.reduce_mean(interval.recent_errors) < warmup_until_error)
+        ends = tf.logical_and(schedule.warming_up, over)
         schedule.warming_up.assign(tf.logical_and(schedule.warming_up, tf.logical_not(ends)))
         interval.warmup_ended_at.assign(tf.where(ends, step + 1, interval.warmup_ended_at))
 
@@ -200,6 +223,7 @@ class LoopState:
     the device, in Interval), so a checkpoint may fall anywhere in a logging interval."""
     iteration: int = 0
     warming_up: bool = False
+    warmup_ended_at: int | None = None  # the first iteration back at train.lr
     seconds: float = 0.0  # wall time of the run so far, evaluations included
     interval_seconds: float = 0.0  # training time of the current logging interval
     resumed_at: list = field(default_factory=list)  # every resume: Ctrl-C, a kill, a requeue
@@ -207,7 +231,8 @@ class LoopState:
     saved_at: int | None = None  # the last checkpoint's iteration (not saved)
     checked: int = 0  # the last iteration whose loss was read and found finite (not saved)
 
-    SAVED = ("iteration", "warming_up", "seconds", "interval_seconds", "resumed_at", "commits")
+    SAVED = ("iteration", "warming_up", "warmup_ended_at", "seconds", "interval_seconds",
+             "resumed_at", "commits")
 
     @classmethod
     def from_checkpoint(cls, saved: dict | None, warming_up: bool, commit: str) -> "LoopState":
@@ -215,8 +240,9 @@ class LoopState:
             return cls(warming_up=warming_up, commits=[commit])
         at, resumed_at = saved["iteration"], saved.get("resumed_at", [])
         earlier = saved.get("commits", ["unknown"] * (len(resumed_at) + 1))  # older checkpoints
-        return cls(at, saved["warming_up"], saved["seconds"], saved["interval_seconds"],
-                   [*resumed_at, at], [*earlier, commit], saved_at=at, checked=at)
+        return cls(at, saved["warming_up"], saved.get("warmup_ended_at"), saved["seconds"],
+                   saved["interval_seconds"], [*resumed_at, at], [*earlier, commit], saved_at=at,
+                   checked=at)
 
     def to_checkpoint(self, sums: dict) -> dict:
         return ({k: getattr(self, k) for k in self.SAVED} | {"recent_errors": sums["recent_errors"]}
@@ -242,7 +268,8 @@ class Run:
         self.optimizer, self.schedule = make_optimizer(cfg)
         self.interval = Interval()
         self.train_step = make_train_step(self.model, self.optimizer, self.schedule,
-                                          self.interval, t.warmup_until_error, t.jit_compile)
+                                          self.interval, t.warmup_until_error,
+                                          warmup_iterations(cfg), t.jit_compile)
         self.test_step = make_test_step(self.model, t.jit_compile)
         self.backward_signal = gradient_norms(self.model)
         self.checkpoint = Checkpoint(run_dir, cfg)
@@ -257,6 +284,7 @@ class Run:
         self.gradients = read_gradients(run_dir / "gradients.csv", self.state.iteration)
         self.board = TensorBoard(run_dir, self.rows)
         self.live = sys.stdout.isatty()
+        self.pause_at = int(os.environ.get(PAUSE_AT, -1))
         announce(cfg, self.model.name, parameters, self.state.iteration)
 
     def loop(self, stop: "StopSignals") -> Summary:
@@ -267,12 +295,19 @@ class Run:
             self.save_summary("running")
             batches = iter(cifar.train_batches(self.data, cfg.train.batch_size, cfg.seed,
                                                state.iteration))
+            if state.iteration == 0:  # the backward signal of the initialisation, first batch
+                first = next(batches)
+                self.gradients = self.backward_signal(first[1], first[2], 0)
+                batches = itertools.chain([first], batches)
             tick = time.perf_counter()
             while state.iteration < cfg.train.iterations:
                 _, images, labels = next(batches)
                 self.train_step(images, labels)
                 state.iteration += 1
                 tick = state.clock(tick)
+                if state.iteration == self.pause_at:
+                    pause(stop)
+                    tick = time.perf_counter()
                 if self.live and state.iteration % 10 == 0:  # between rows, on a terminal only
                     self.live_line()
                 if state.iteration % cfg.log.every == 0:
@@ -283,6 +318,7 @@ class Run:
                 if stop.received:
                     self.stop(stop)
             write_responses(self.run_dir, self.model, self.test_batches)
+            write_weights(self.run_dir, self.model)
             self.save_summary("finished")
             print(f"finished: train error {self.summary.train_error:.2f}%, test error "
                   f"{self.summary.test_error:.2f}% after {duration(state.seconds)}")
@@ -302,6 +338,7 @@ class Run:
         s.train_error, s.test_error = last.get("train_error"), last.get("test_error")
         s.resumed_at, s.commits, s.wall_seconds = (self.state.resumed_at, self.state.commits,
                                                    self.state.seconds)
+        s.warmup_ended_at = self.state.warmup_ended_at
         s.write(self.run_dir)
 
     def read_interval(self) -> dict:
@@ -315,10 +352,12 @@ class Run:
             raise NumericalError(f"{what} (lr {sums['lr']:g}); last good checkpoint: {good}")
         state.checked = state.iteration
         if sums["warmup_ended_at"] and state.warming_up:
-            state.warming_up = False
+            state.warming_up, state.warmup_ended_at = False, sums["warmup_ended_at"]
             t = self.cfg.train
-            print(f"warm-up over at iteration {sums['warmup_ended_at']}: training error of the "
-                  f"last {WARMUP_WINDOW} batches below {t.warmup_until_error}%, lr back to {t.lr}")
+            why = (f"after its fixed {warmup_iterations(self.cfg)} iterations"
+                   if warmup_iterations(self.cfg) else f"training error of the last "
+                   f"{WARMUP_WINDOW} batches below {t.warmup_until_error}%")
+            print(f"warm-up over at iteration {state.warmup_ended_at}: {why}, lr back to {t.lr}")
         return sums
 
     def live_line(self) -> None:
@@ -436,6 +475,13 @@ def process_settings(cfg: DictConfig):
 class StopSignals:
     received: list  # the signals that arrived, in order
     previous: dict  # the handlers they replaced
+
+
+def pause(stop: StopSignals) -> None:
+    """Wait for a stop signal (see PAUSE_AT), at most PAUSE_SECONDS."""
+    deadline = time.monotonic() + PAUSE_SECONDS
+    while not stop.received and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 @contextlib.contextmanager

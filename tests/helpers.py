@@ -14,22 +14,33 @@ from unittest import mock
 
 import pandas as pd
 
+import experiments.evaluate
 import experiments.gradients
 import experiments.responses
 import src.run
 import src.sweep
+from src.train import PAUSE_AT as PAUSE_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_env():
-    return {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT)}
+# Where an interrupted run waits for its signal (src.train's SRC_PAUSE_AT): inside the second
+# logging interval of a run that logs every 10 iterations, so the signal, sent once the first row
+# is written, stops it mid-interval and before its end however fast the machine trains.
+PAUSE_AT = 15
 
 
-def start(*args, module="src.run"):
+def run_env(pause_at: int | None = None):
+    """The environment of a test's process; `pause_at`: the iteration where its runs wait for a
+    stop signal."""
+    return {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT),
+            **({PAUSE_ENV: str(pause_at)} if pause_at is not None else {})}
+
+
+def start(*args, module="src.run", pause_at: int | None = None):
     """`python -m module *args` as a process of its own (for kill -9, two runs at once, the
     sweep's children); most tests use `run`, which saves each its start-up of about 4 s."""
-    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=run_env(),
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=run_env(pause_at),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=default_ctrl_c)
 
@@ -48,6 +59,7 @@ def run_process(*args, module="src.run", timeout=600):
 
 ENTRY_POINTS = {"src.run": lambda args: src.run.cli(),  # Hydra reads sys.argv
                 "src.sweep": src.sweep.main,  # its runs' output is not captured: use run_process
+                "experiments.evaluate": experiments.evaluate.main,
                 "experiments.responses": experiments.responses.main,
                 "experiments.gradients": experiments.gradients.main}
 
@@ -79,13 +91,16 @@ def wait_for_first_row(run_dir: Path, p: subprocess.Popen | None = None,
         time.sleep(0.01)
 
 
-def interrupt_after_first_row(run_dir: Path, *overrides, sig=signal.SIGTERM):
+def interrupt_after_first_row(run_dir: Path, *overrides, sig=signal.SIGTERM, delay=0.0):
     """`run` src.run and send this process `sig` once `run_dir` has logged a row, as Ctrl-C or a
-    scheduler would; return the finished run. A signal that comes after the run ended is ignored."""
+    scheduler would; return the stopped run. The run waits at iteration PAUSE_AT for the signal,
+    so it stops between its first row and PAUSE_AT on a machine of any speed. `delay`: seconds
+    between the row and the signal."""
     done = threading.Event()
 
     def send():
         wait_for_first_row(run_dir, done=done)
+        time.sleep(delay)
         if not done.is_set():
             os.kill(os.getpid(), sig)
 
@@ -93,7 +108,8 @@ def interrupt_after_first_row(run_dir: Path, *overrides, sig=signal.SIGTERM):
     sender = threading.Thread(target=send)
     sender.start()
     try:
-        return run(*overrides)
+        with mock.patch.dict(os.environ, {PAUSE_ENV: str(PAUSE_AT)}):
+            return run(*overrides)
     finally:
         done.set()
         sender.join()
@@ -102,8 +118,8 @@ def interrupt_after_first_row(run_dir: Path, *overrides, sig=signal.SIGTERM):
 
 def interrupt_process_after_first_row(run_dir: Path, *args, sig=signal.SIGTERM, module="src.run"):
     """Start `python -m module *args`, wait until `run_dir` has logged a row, send the process
-    `sig`, return the finished process."""
-    p = start(*args, module=module)
+    `sig`, return the finished process. Its runs wait at iteration PAUSE_AT for a signal."""
+    p = start(*args, module=module, pause_at=PAUSE_AT)
     wait_for_first_row(run_dir, p)
     p.send_signal(sig)
     out, err = p.communicate(timeout=120)

@@ -6,6 +6,7 @@ import random
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -56,12 +57,21 @@ def test_smoke_run_writes_a_complete_run_folder(smoke):
 
     gradients = pd.read_csv(run_dir / "gradients.csv")  # the backward signal at every row
     assert list(gradients.columns) == GRADIENT_COLUMNS
-    assert gradients.iteration.tolist() == [i for i in (10, 20, 30) for _ in range(7)]
+    assert gradients.iteration.tolist() == [i for i in (0, 10, 20, 30) for _ in range(7)]
     assert gradients.layer.tolist()[:3] == ["stem", "stage1_block1_1", "stage1_block1_2"]
-    assert (gradients[["output_gradient_norm", "kernel_gradient_norm"]] > 0).all().all()
+    assert (gradients[GRADIENT_COLUMNS[3:]] > 0).all().all()
     again = run(str(run_dir), module="experiments.gradients")  # recomputed from the checkpoint
     assert again.returncode == 0, again.stderr
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "gradients.csv"), gradients, rtol=1e-4)
+
+    initial = gradients[gradients.iteration == 0].reset_index(drop=True)
+    (run_dir / "gradients.csv").write_text(  # as a run wrote it before iteration 0 was measured
+        gradients[gradients.iteration > 0][GRADIENT_COLUMNS[:5]].to_csv(index=False))
+    again = run("--initial", str(run_dir), module="experiments.gradients")  # from the seed alone
+    assert again.returncode == 0, again.stderr
+    recomputed = pd.read_csv(run_dir / "gradients.csv")
+    pd.testing.assert_frame_equal(recomputed[recomputed.iteration == 0], initial, rtol=1e-5)
+    assert recomputed[recomputed.iteration > 0][GRADIENT_COLUMNS[5:]].isna().all().all()
 
 
 def tensorboard_steps(run_dir, tag="error/train") -> list[int]:
@@ -83,7 +93,7 @@ def test_sigterm_checkpoints_mid_interval_and_the_rerun_continues_without_gaps(s
     assert ", resuming at iteration" in resumed.stdout
     assert metrics(run_dir).iteration.tolist() == list(range(10, 70, 10))
     gradients = pd.read_csv(run_dir / "gradients.csv")
-    assert gradients.iteration.tolist() == [i for i in range(10, 70, 10) for _ in range(7)]
+    assert gradients.iteration.tolist() == [i for i in range(0, 70, 10) for _ in range(7)]
     assert tensorboard_steps(run_dir) == list(range(10, 70, 10))  # no duplicate, in order
     assert tensorboard_steps(run_dir, "error/test") == list(range(10, 70, 10))
 
@@ -129,14 +139,14 @@ def test_resume_is_bit_identical_with_determinism(tmp_path):
 @pytest.mark.heavy
 def test_sigkill_at_random_moments_leaves_a_complete_consistent_folder(smoke):
     overrides, run_dir = smoke
-    # Long enough that three kills, each at most a second after a new row, cannot reach the end
-    # on a fast machine (a run that finished before its kill would test nothing).
     overrides = [*overrides, "train.iterations=400", "log.every=5", "log.test_every=100",
                  "checkpoint.every=1"]
     rng = random.Random(0)
     logged = 0
-    for _ in range(3):
-        p = start(*overrides)
+    # Each process waits at its own iteration, 100 beyond the last one's: it has rows to log
+    # before it, and it cannot reach the end before its kill, however fast the machine.
+    for pause_at in (100, 200, 300):
+        p = start(*overrides, pause_at=pause_at)
         deadline = time.time() + 120
         while time.time() < deadline and p.poll() is None:  # wait for progress beyond the last kill
             if (run_dir / "metrics.csv").exists() and len(metrics(run_dir)) > logged:
@@ -147,7 +157,7 @@ def test_sigkill_at_random_moments_leaves_a_complete_consistent_folder(smoke):
         assert p.wait() == -signal.SIGKILL, "the run ended before it was killed"
         done = metrics(run_dir).iteration.tolist()
         assert done == list(range(5, 5 * len(done) + 1, 5))  # never torn, no gap, no duplicate
-        assert len(done) > logged
+        assert logged < len(done) <= pause_at // 5
         logged = len(done)
     final = run(*overrides)
     assert final.returncode == 0, final.stderr
@@ -273,8 +283,20 @@ def test_an_unresolvable_results_dir_is_one_line(smoke):
 
 @pytest.mark.heavy
 def test_ctrl_c_while_tensorflow_starts_is_one_line(tmp_path):
-    p = start("budget=smoke", f"results_dir={tmp_path}")
-    time.sleep(0.7)  # python is up, TensorFlow still importing (it takes seconds)
+    """A stand-in for TensorFlow that says it is importing, then takes as long as it is given:
+    the Ctrl-C lands in the import on a machine of any speed."""
+    from tests.helpers import ROOT, default_ctrl_c, run_env
+    stand_in, importing = tmp_path / "tensorflow", tmp_path / "importing"
+    stand_in.mkdir()
+    (stand_in / "__init__.py").write_text(
+        f"import pathlib, time\npathlib.Path({str(importing)!r}).touch()\ntime.sleep(600)\n")
+    env = run_env() | {"PYTHONPATH": f"{tmp_path}:{ROOT}"}
+    p = subprocess.Popen([sys.executable, "-m", "src.run", "budget=smoke",
+                          f"results_dir={tmp_path}"], cwd=ROOT, env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_ctrl_c)
+    deadline = time.time() + 60
+    while not importing.exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130, err

@@ -1,4 +1,6 @@
 """The paper's optimisation recipe: the schedule, warm-up and weight decay (section 4.2)."""
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -7,7 +9,7 @@ import tensorflow as tf
 from src.models import resnet
 from src.config import compose
 from src.train import (WARMUP_WINDOW, Interval, PaperSchedule, make_optimizer, make_train_step,
-                       warmup_enabled)
+                       warmup_enabled, warmup_iterations)
 
 
 @pytest.mark.parametrize("step, lr", [(0, 0.1), (31_999, 0.1), (32_000, 0.01), (47_999, 0.01),
@@ -43,11 +45,33 @@ def test_warm_up_holds_0_01_until_released_then_follows_the_schedule():
     assert float(schedule(tf.constant(40_000))) == pytest.approx(0.01)
 
 
-@pytest.mark.parametrize("depth, warmup, expected", [(56, "auto", False), (110, "auto", True),
-                                                     (1202, "auto", True), (20, True, True),
-                                                     (110, False, False)])
-def test_warm_up_is_on_for_110_layers_and_up_unless_forced(depth, warmup, expected):
-    assert warmup_enabled(compose(f"depth={depth}", f"train.warmup={warmup}")) is expected
+@pytest.mark.parametrize("depth, block, warmup, expected", [
+    (56, "original", "auto", False), (110, "original", "auto", True),
+    (1202, "original", "auto", True), (20, "original", True, True),
+    (110, "original", False, False), (20, "preact", "auto", True), (56, "preact", False, False)])
+def test_warm_up_is_on_for_110_layers_and_pre_activation_units_unless_forced(depth, block, warmup,
+                                                                             expected):
+    cfg = compose(f"depth={depth}", f"block={block}", f"train.warmup={warmup}")
+    assert warmup_enabled(cfg) is expected
+    assert warmup_iterations(cfg) == (400 if block == "preact" else 0)
+
+
+def test_a_fixed_warm_up_ends_after_its_iterations_whatever_the_error():
+    """Pre-activation units: lr 0.01 for the first 400 iterations (here 3), then train.lr."""
+    model = resnet(8, block="preact")
+    optimizer, schedule = make_optimizer(compose("depth=8", "block=preact"))
+    images, labels = tf.random.normal((8, 32, 32, 3)), tf.range(8) % 10
+    interval = Interval()
+    step = make_train_step(model, optimizer, schedule, interval, warmup_until_error=0.001,
+                           warmup_iterations=3)
+    interval.restore({"recent_errors": [100.0] * WARMUP_WINDOW})
+    for _ in range(2):
+        step(images, labels)
+    assert bool(schedule.warming_up.numpy()) and interval.read()["lr"] == pytest.approx(0.01)
+    step(images, labels)
+    assert not bool(schedule.warming_up.numpy()) and interval.read()["warmup_ended_at"] == 3
+    step(images, labels)
+    assert interval.read()["lr"] == pytest.approx(0.1)
 
 
 def test_warm_up_ends_in_a_real_run_after_a_full_window_below_the_threshold(smoke):
@@ -61,6 +85,8 @@ def test_warm_up_ends_in_a_real_run_after_a_full_window_below_the_threshold(smok
     assert result.returncode == 0, result.stderr
     assert f"warm-up over at iteration {WARMUP_WINDOW}:" in result.stdout
     assert list(metrics(run_dir).lr) == [0.01, 0.01, 0.1]  # the lr of each row's last step
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["warmup_ended_at"] == WARMUP_WINDOW
 
 
 def test_warm_up_needs_the_whole_window_below_the_threshold_not_one_batch():

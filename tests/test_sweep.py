@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from src.config import compose
-from tests.helpers import (LIGHT, interrupt_process_after_first_row, metrics, run,
+from tests.helpers import (LIGHT, PAUSE_AT, interrupt_process_after_first_row, metrics, run,
                             run_process, start, wait_for_first_row)
 
 
@@ -56,10 +56,10 @@ def test_ctrl_c_of_make_reproduce_cifar_stops_the_sweep_and_draws_no_figures(tmp
     checkpoints, the sweep exits 128 + 2, and the figures step does not follow."""
     import os
     import subprocess
-    from tests.helpers import ROOT, default_ctrl_c, run_env
+    from tests.helpers import PAUSE_AT, ROOT, default_ctrl_c, run_env
     p = subprocess.Popen(["make", "--no-print-directory", "reproduce-cifar", "BUDGET=smoke",
                           "JOBS=1", f"RESULTS={tmp_path}", "ARGS=depth=8 shortcut=none "
-                          "train.iterations=60"], cwd=ROOT, env=run_env(), text=True,
+                          "train.iterations=60"], cwd=ROOT, env=run_env(PAUSE_AT), text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          preexec_fn=default_ctrl_c, start_new_session=True)
     run_dir = tmp_path / "smoke/runs/none-8-s0"
@@ -121,14 +121,25 @@ def test_the_plan_lists_every_shipped_run_as_finished():
         assert status(cfg)[0] == "finished", path.parent
 
 
-def test_the_long_sweep_scouts_first_then_the_resnet_seeds_then_the_plain_pair_seed_by_seed():
+def test_the_long_sweep_scouts_first_then_completes_the_claims_then_every_depth_step_by_step():
     from src.sweep import parse, planned_runs
     options, grids, passed = parse(["budget=long", "results_dir=/tmp/l"])
     cfgs = planned_runs(options, grids, passed)
     names = [cfg.run_dir.rsplit("/", 1)[1] for cfg in cfgs]
-    assert names == ["identity-20-s0", "identity-56-s0", "identity-20-s1", "identity-20-s2",
-                     "identity-56-s1", "identity-56-s2", "none-20-s0", "none-56-s0", "none-20-s1",
-                     "none-56-s1", "identity-110-s0", "preact-identity-110-s0"]
+    assert names[:10] == ["identity-20-s0", "identity-56-s0", "identity-20-s1", "identity-20-s2",
+                          "identity-56-s1", "identity-56-s2", "none-20-s0", "none-56-s0",
+                          "none-20-s1", "none-56-s1"]  # what was shipped, in its order
+    steps = [{"none-20-s2", "none-56-s2", "identity-20-s3", "identity-56-s3"},  # 3 judged seeds
+             {"none-32-s0", "none-44-s0", "identity-32-s0", "identity-44-s0"},  # every depth
+             {"identity-110-s0"},
+             {"identity-20-s4", "identity-56-s4"},
+             {"none-32-s1", "none-44-s1", "identity-32-s1", "identity-44-s1",
+              "preact-identity-110-s0"}]
+    rest = names[10:]
+    for step in steps:  # each whole before the next
+        assert set(rest[:len(step)]) == step, rest
+        rest = rest[len(step):]
+    assert rest == []
     assert {cfg.train.iterations for cfg in cfgs} == {16000}  # the scouting's choice
     assert list(cfgs[0].train.milestones) == [0.5, 0.75]
 
@@ -143,11 +154,13 @@ def test_a_packed_sweep_runs_two_at_once_on_one_thread_each_and_labels_their_lin
     for name in ("none-8-s0", "identity-8-s0"):
         assert f"{name:<22}| threads: 1 intra-op, 1 inter-op" in result.stdout
         assert metrics(tmp_path / "smoke/runs" / name).iteration.tolist() == [10, 20, 30, 40]
-    # Both ran at once: each started before the other finished.
+    # Both ran at once: the sweep started the second before the first had finished (it starts
+    # it at once; a run's first line follows its TensorFlow start-up of seconds).
     lines = result.stdout.splitlines()
-    starts = [i for i, line in enumerate(lines) if "threads: 1 intra-op" in line]
+    second = next(i for i, line in enumerate(lines)
+                  if line.startswith("sweep: run 2 of 2: identity-8-s0;"))
     ends = [i for i, line in enumerate(lines) if "| finished:" in line]
-    assert len(starts) == 2 and max(starts) < min(ends)
+    assert len(ends) == 2 and second < min(ends)
     assert "sweep: 2 of 2 runs finished" in result.stdout
 
 
@@ -225,7 +238,7 @@ def test_a_run_folder_is_trained_by_one_process_at_a_time(smoke):
     from src.sweep import status
     overrides, run_dir = smoke
     overrides = [*overrides, "train.iterations=60"]
-    first = start(*overrides)
+    first = start(*overrides, pause_at=PAUSE_AT)  # it waits there until it is stopped
     wait_for_first_row(run_dir, first)
     second = run(*overrides)
     assert second.returncode == 2
@@ -234,8 +247,10 @@ def test_a_run_folder_is_trained_by_one_process_at_a_time(smoke):
         "it, then run the command again")
     assert holder(run_dir) == str(first.pid)
     assert status(compose(*overrides))[0] == "running elsewhere"
+    first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=300)
-    assert first.returncode == 0, err
+    assert first.returncode == 128 + signal.SIGTERM, err
     assert "oneDNN" not in err and "cpu_feature_guard" not in err  # TensorFlow starts up quietly
     assert holder(run_dir) is None  # the kernel released it
+    assert run(*overrides).returncode == 0  # now this process may train it
     assert metrics(run_dir).iteration.tolist() == list(range(10, 70, 10))
