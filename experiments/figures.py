@@ -327,30 +327,41 @@ def figure7(responses, runs, out: Path) -> bool:
 GRADIENT_NETS = ["plain-20", "plain-56", "ResNet-20", "ResNet-56"]
 
 
+GRADIENT_MOMENTS = ["initialisation", "first row", "before the first lr drop", "end"]
+
+
 def gradient_points(gradients) -> pd.DataFrame:
-    """Each run's gradients at three moments: its first row, its last row before the first lr
-    drop, its last row; averaged over seeds per network, moment and layer."""
+    """Each run's gradients at four moments: iteration 0 (where the run has it), its first row
+    after it, its last row before the first lr drop, its last row; averaged over seeds per
+    network, moment and layer (both gradient norms; the one at BN outputs where measured)."""
     rows = []
     for (name, seed), run in gradients[gradients.name.isin(GRADIENT_NETS)].groupby(["name", "seed"]):
         iterations = sorted(run.iteration.unique())
-        before = [i for i in iterations if i <= run.milestone.iloc[0]] or iterations[:1]
-        for moment, iteration in [("start", iterations[0]), ("before the first lr drop", before[-1]),
-                                  ("end", iterations[-1])]:
+        trained = [i for i in iterations if i > 0] or iterations
+        before = [i for i in trained if i <= run.milestone.iloc[0]] or trained[:1]
+        moments = [("first row", trained[0]), ("before the first lr drop", before[-1]),
+                   ("end", trained[-1])]
+        initial = [("initialisation", 0)] if iterations[0] == 0 else []
+        for moment, iteration in initial + moments:
             rows.append(run[run.iteration == iteration].assign(moment=moment))
     if not rows:
         return pd.DataFrame()
-    return (pd.concat(rows).groupby(["name", "moment", "index"], sort=False)
-            .output_gradient_norm.mean().reset_index())
+    columns = [c for c in ("output_gradient_norm", "bn_output_gradient_norm") if c in gradients]
+    points = pd.concat(rows).groupby(["name", "moment", "index"], sort=False)[columns].mean()
+    return points.reset_index()
 
 
-def gradient_ratios(points) -> pd.DataFrame:
-    """Per network and moment: the geometric mean of the gradient norms of the first third of
-    the convolutions over that of the last third (1: as strong at the input as at the output)."""
+def gradient_ratios(points, column="output_gradient_norm") -> pd.DataFrame:
+    """Per network and moment: the geometric mean of a gradient norm over the first third of the
+    convolutions divided by that over the last third (1: as strong at the input as at the
+    output); only where every layer has it."""
     def ratio(layers):
-        norms = np.log(layers.sort_values("index").output_gradient_norm.to_numpy())
+        norms = np.log(layers.sort_values("index")[column].to_numpy())
         third = max(1, len(norms) // 3)
         return np.exp(norms[:third].mean() - norms[-third:].mean())
-    return points.groupby(["name", "moment"], sort=False)[["index", "output_gradient_norm"]] \
+    measured = points[points.groupby(["name", "moment"])[column].transform("count")
+                      == points.groupby(["name", "moment"])["index"].transform("count")]
+    return measured.groupby(["name", "moment"], sort=False)[["index", column]] \
         .apply(ratio).rename("first_over_last").reset_index()
 
 
@@ -375,11 +386,13 @@ def figure_gradients(gradients, runs, out: Path) -> bool:
         ax.set(title=moment, xlabel="convolution (network order)",
                ylabel="norm of dLoss/d(conv output), log", yscale="log")
         ax.legend(fontsize=8)
-    ratios = gradient_ratios(points)
-    end = ratios[ratios.moment == "end"].set_index("name").first_over_last
-    return _finish(fig, "Backward signal at the end: the first third of the layers' gradient "
-                   "norm is " + ", ".join(f"{v:.2g}x ({name})" for name, v in end.items())
-                   + " the last third's", runs, out)
+    ratios = gradient_ratios(points).pivot(index="name", columns="moment",
+                                           values="first_over_last")
+    ends = [m for m in (moments[0], "end") if m in ratios]
+    return _finish(fig, "First third of the layers' gradient norm over the last third's, "
+                   + " -> ".join(ends) + ": " + ", ".join(
+                       f"{name} " + " -> ".join(f"{ratios.loc[name, m]:.2g}x" for m in ends)
+                       for name in ratios.index), runs, out)
 
 
 def figure_preact(curves, runs, out: Path) -> bool:
@@ -525,15 +538,24 @@ def report(budget_dir: Path) -> bool:
              "figure_preact.png": lambda out: figure_preact(curves, runs, out)}
     made = [name for name, draw in drawn.items() if draw(budget_dir / name)]
     points = gradient_points(gradients) if not gradients.empty else pd.DataFrame()
+    bn = (gradient_ratios(points, "bn_output_gradient_norm")
+          if "bn_output_gradient_norm" in points else pd.DataFrame())
     backward = [] if points.empty else [
         "## The backward signal (`figure_gradients.png`)", "",
         "The paper argues that the degradation is not vanishing gradients: with BN, \"the backward "
         "propagated gradients exhibit healthy norms\". Measured here (gradients.csv, the norm of "
         "the loss gradient at each convolution's output on the row's batch), the geometric mean "
         "over the first third of the convolutions divided by that over the last third (1: the "
-        "signal reaches the first layers as strong as it leaves the last):", "",
+        "signal reaches the first layers as strong as it leaves the last). BN rescales this "
+        "quantity: a kernel multiplied by c gives the same function and 1/c of this gradient "
+        "(docs/runs.md), so a small value after training can mean large early kernels, not a "
+        "weak signal:", "",
         gradient_ratios(points).pivot(index="name", columns="moment", values="first_over_last")
-        [list(dict.fromkeys(points.moment))].to_markdown(floatfmt=".3g"), ""]
+        [list(dict.fromkeys(points.moment))].to_markdown(floatfmt=".3g"), "",
+        *(["The same ratio at the BN outputs, which no rescaling of a kernel changes (where the "
+           "rows have it):", "", bn.pivot(index="name", columns="moment",
+                                          values="first_over_last").to_markdown(floatfmt=".3g"),
+           ""] if not bn.empty else [])]
     table = table6(runs)
     write_text(budget_dir / "table6.csv", table.to_csv(index=False))
     markdown = table.to_markdown(index=False, floatfmt=".2f")

@@ -169,9 +169,11 @@ def test_the_gradient_figure_and_its_ratios_come_from_gradients_csv(tmp_path):
             folder = budget / "runs" / run_name("original", shortcut, 56, seed)
             layers = np.arange(1, 56)  # the first layers' gradient `fall` times the last ones'
             pd.concat([pd.DataFrame({"iteration": i, "index": layers, "layer": layers.astype(str),
-                                     "output_gradient_norm": np.geomspace(fall, 1, 55) / i,
-                                     "kernel_gradient_norm": 1.0})
-                       for i in (100, 500, 1000)]).to_csv(folder / "gradients.csv", index=False)
+                                     "output_gradient_norm": np.geomspace(fall, 1, 55) / max(i, 1),
+                                     "kernel_gradient_norm": 1.0,
+                                     "bn_output_gradient_norm": np.geomspace(fall, 1, 55) / 2
+                                     if i == 0 else np.nan, "kernel_norm": 1.0})
+                       for i in (0, 100, 500, 1000)]).to_csv(folder / "gradients.csv", index=False)
     assert figures([str(budget)]) == 0
     assert (budget / "figure_gradients.png").exists() and (budget / "figure_gradients.pdf").exists()
     readme = (budget / "README.md").read_text()
@@ -181,9 +183,14 @@ def test_the_gradient_figure_and_its_ratios_come_from_gradients_csv(tmp_path):
     # first third over last third (geometric means) of a geometric fall from 100 (plain) and 2
     # (ResNet) to 1 over 55 layers: 18 layers each
     expected = {"plain": np.geomspace(100, 1, 55), "ResNet": np.geomspace(2, 1, 55)}
+    bn = table.split("at the BN outputs")[1]  # measured at iteration 0 only
     for line, net in [(plain, "plain"), (resnet, "ResNet")]:
         ratio = np.exp(np.log(expected[net][:18]).mean() - np.log(expected[net][-18:]).mean())
-        assert line.count(f"{ratio:.3g}") == 3, line  # start, before the lr drop, end
+        assert line.count(f"{ratio:.3g}") == 4, line  # iteration 0, first row, before the drop, end
+        bn_line = next(row for row in bn.splitlines() if row.startswith(f"| {net}-56"))
+        assert bn_line.count(f"{ratio:.3g}") == 1, bn
+    header = next(row for row in bn.splitlines() if row.startswith("| name"))
+    assert "initialisation" in header and "end" not in header, header
 
 
 def test_make_figures_imports_no_tensorflow():
