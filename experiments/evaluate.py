@@ -15,9 +15,8 @@ from omegaconf import OmegaConf
 
 from experiments.restore import command, precision, run_data
 from src import data as cifar
-from src.models import resnet
 from src.rundir import WEIGHTS, read_summary
-from src.train import evaluate, make_test_step
+from src.train import build_model, evaluate, make_test_step
 
 
 def test_error(run_dir: Path) -> tuple[float, float]:
@@ -30,7 +29,7 @@ def test_error(run_dir: Path) -> tuple[float, float]:
                          "finished before the suite wrote them have none): nothing to evaluate")
     cfg = OmegaConf.create(summary.config)
     with precision(cfg):
-        model = resnet(cfg.depth, cfg.shortcut, cfg.train.weight_decay, cfg.block, cfg.batch_norm)
+        model = build_model(cfg)  # src.models.resnet of the run's config
         model.load_weights(weights)
         _, error = evaluate(make_test_step(model), cifar.test_batches(run_data(cfg)))
     return error, summary.test_error

@@ -327,9 +327,6 @@ def figure7(responses, runs, out: Path) -> bool:
 GRADIENT_NETS = ["plain-20", "plain-56", "ResNet-20", "ResNet-56"]
 
 
-GRADIENT_MOMENTS = ["initialisation", "first row", "before the first lr drop", "end"]
-
-
 def gradient_points(gradients) -> pd.DataFrame:
     """Each run's gradients at four moments: iteration 0 (where the run has it), its first row
     after it, its last row before the first lr drop, its last row; averaged over seeds per
@@ -604,8 +601,7 @@ def report(budget_dir: Path) -> bool:
         "## Runs", "", f"A run with `{WEIGHTS}` ships its trained network (Keras' `load_weights`"
         " into the network `src.models.resnet` builds); `python -m experiments.evaluate "
         f"{budget_dir.as_posix()}/runs/<run>` checks it against the run's final test error. Runs "
-        "finished before the "
-        "suite kept their weights have none.", "",
+        "finished before the suite kept their weights have none.", "",
         listing.to_markdown(index=False, floatfmt=".2f"), "",
     ]
     write_text(budget_dir / "README.md", "\n".join(readme))

@@ -236,14 +236,12 @@ def gradient_norms(model: keras.Model):
       rescaling of the kernel changes; the convolution's own output where no BN follows it (the
       last convolution of a pre-activation unit);
     - its kernel (`kernel_gradient_norm`), beside the kernel's own norm (`kernel_norm`): their
-      ratio times lr is the layer's effective step (docs/recipe.md).
+      ratio times lr is the layer's effective step (docs/runs.md).
 
     BN normalises with the batch's statistics, as in training, and its moving statistics are
     left as they were: the measurement changes nothing in the network."""
-    convs, readers = convolutions(model), consumers(model)
-    normalised = [next((c for c in readers.get(id(conv.output), [])
-                        if isinstance(c, (BatchNorm, layers.BatchNormalization))), conv)
-                  for conv in convs]
+    convs, after = convolutions(model), normalised_outputs(model)
+    normalised = [after[conv.name] for conv in convs]
     probe = keras.Model(model.inputs, [model.outputs[0], *[c.output for c in convs],
                                        *[b.output for b in normalised]])
     kernels = [c.kernel for c in convs]
@@ -271,13 +269,16 @@ def gradient_norms(model: keras.Model):
     return rows
 
 
-def consumers(model: keras.Model) -> dict[int, list]:
-    """The layers that read each tensor of the network, by the tensor's id."""
-    found = {}
+def normalised_outputs(model: keras.Model) -> dict:
+    """For each convolution, by name, the BN layer that normalises its output, or the
+    convolution itself where no BN reads its output (the last conv of a pre-activation unit)."""
+    readers = {}
     for layer in model.layers[1:]:  # after the input layer
         for tensor in keras.tree.flatten(layer.input):
-            found.setdefault(id(tensor), []).append(layer)
-    return found
+            readers.setdefault(id(tensor), []).append(layer)
+    return {conv.name: next((r for r in readers.get(id(conv.output), [])
+                             if isinstance(r, (BatchNorm, layers.BatchNormalization))), conv)
+            for conv in convolutions(model)}
 
 
 def trainable_parameters(model: keras.Model) -> int:
@@ -294,13 +295,8 @@ def responses(model: keras.Model, batches) -> pd.DataFrame:
     of all channels pooled would also count the spread of the channel means (the offsets beta),
     which is no response at all. Returns a frame with columns layer, index (1 = the stem), std.
     """
-    readers = consumers(model)
-    picked = []
-    for layer in model.layers:
-        if isinstance(layer, layers.Conv2D) and layer.kernel_size == (3, 3):
-            after = [c for c in readers.get(id(layer.output), [])
-                     if isinstance(c, (BatchNorm, layers.BatchNormalization))]
-            picked.append(after[0] if after else layer)
+    after = normalised_outputs(model)
+    picked = [after[conv.name] for conv in convolutions(model) if conv.kernel_size == (3, 3)]
     probe = keras.Model(model.inputs[0], [layer.output for layer in picked])
 
     @tf.function(autograph=False)
