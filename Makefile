@@ -35,7 +35,7 @@ $(VENV)/.installed: requirements.txt
 test: setup ## the test suite without the slow tests (what CI runs)
 	$(PY) -m pytest -m "not slow"
 
-test-fast: setup ## the fast tier: no processes of their own, no real data, no Slurm (~1 min)
+test-fast: setup ## the fast tier: no processes of their own, no real data, no Slurm (~3-9 min on 2 cores)
 	$(PY) -m pytest -m "not slow and not heavy and not slurm and not real_data"
 
 test-all: setup ## every test, the slow ones included

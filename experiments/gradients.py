@@ -1,50 +1,91 @@
-"""The backward signal of a run (gradients.csv), recomputed from its checkpoint or its seed.
+"""The backward signal of a run (gradients.csv): recomputed from its final weights or its seed,
+and read at the moments that figure_gradients draws.
 
     python -m experiments.gradients RUN_DIR [RUN_DIR ...]
     python -m experiments.gradients --initial RUN_DIR [RUN_DIR ...]
 
 At each logged row a run writes, for every convolution, the norm of the loss gradient with
 respect to the convolution's output and to its kernel, on the row's last batch, with the weights
-that batch left (src.models.gradient_norms). This recomputes the rows of the checkpoint's
-iteration from checkpoint.npz and the same batch (the input stream is a function of seed and
-iteration), puts them in place of the ones in gradients.csv and prints the largest relative
+that batch left (src.models.gradient_norms). This recomputes the rows of the run's last
+iteration from its final.weights.h5 and the same batch (the input stream is a function of seed
+and iteration), puts them in place of the ones in gradients.csv and prints the largest relative
 difference between the two. With --initial, the rows of iteration 0 (the initialisation, on the
 run's first batch, as every run writes them) from the run's seed alone, for the runs that
 finished before runs wrote them: the initial weights and the first batch are a function of the
-seed. Data: as the run's (experiments.restore).
+seed. Data: as the run's (experiments.trained).
 """
 import sys
 from pathlib import Path
 
 import numpy as np
-
-import keras
+import pandas as pd
 from omegaconf import OmegaConf
 
-from experiments.restore import command, precision, restore, run_data
-from src import data as cifar
-from src.models import gradient_norms
-from src.rundir import read_gradients, read_summary, write_gradients
-from src.train import build_model
+from experiments.trained import command, final_network, precision, run_data
+from src.runfiles import (GRADIENT_COLUMNS, GRADIENT_COLUMNS_BEFORE, read_gradients,
+                          read_summary, read_table, write_gradients)
+
+GRADIENT_NETS = ["plain-20", "plain-56", "ResNet-20", "ResNet-56"]
+
+
+def read_gradient_table(run_dir: Path) -> pd.DataFrame:
+    """A finished run's gradients.csv, read-only (DamagedFile where it cannot be read)."""
+    return read_table(Path(run_dir) / "gradients.csv", GRADIENT_COLUMNS, GRADIENT_COLUMNS_BEFORE)
+
+
+def gradient_points(gradients) -> pd.DataFrame:
+    """Each run's gradients at four moments: iteration 0 (where the run has it), its first row
+    after it, its last row before the first lr drop, its last row; averaged over seeds per
+    network, moment and layer (both gradient norms; the one at BN outputs where measured)."""
+    rows = []
+    for (name, seed), run in gradients[gradients.name.isin(GRADIENT_NETS)].groupby(["name", "seed"]):
+        iterations = sorted(run.iteration.unique())
+        trained = [i for i in iterations if i > 0] or iterations
+        before = [i for i in trained if i <= run.milestone.iloc[0]] or trained[:1]
+        moments = [("first row", trained[0]), ("before the first lr drop", before[-1]),
+                   ("end", trained[-1])]
+        initial = [("initialisation", 0)] if iterations[0] == 0 else []
+        for moment, iteration in initial + moments:
+            rows.append(run[run.iteration == iteration].assign(moment=moment))
+    if not rows:
+        return pd.DataFrame()
+    columns = [c for c in ("output_gradient_norm", "bn_output_gradient_norm") if c in gradients]
+    points = pd.concat(rows).groupby(["name", "depth", "moment", "index"], sort=False)[columns].mean()
+    return points.reset_index()
+
+
+def gradient_ratios(points, column="output_gradient_norm") -> pd.DataFrame:
+    """Per network and moment: the geometric mean of a gradient norm over the first third of the
+    convolutions divided by that over the last third (1: as strong at the input as at the
+    output); only where every layer has it."""
+    def ratio(layers):
+        norms = np.log(layers.sort_values("index")[column].to_numpy())
+        third = max(1, len(norms) // 3)
+        return np.exp(norms[:third].mean() - norms[-third:].mean())
+    measured = points[points.groupby(["name", "moment"])[column].transform("count")
+                      == points.groupby(["name", "moment"])["index"].transform("count")]
+    return measured.groupby(["name", "moment"], sort=False)[["index", column]] \
+        .apply(ratio).rename("first_over_last").reset_index()
 
 
 def recompute(run_dir: Path) -> float:
-    """Recompute and write the checkpoint's rows; the largest relative difference to the old."""
-    with restore(run_dir) as (cfg, model, data, state):
-        iteration = state["iteration"]
-        if iteration == 0:
-            raise SystemExit(f"error: the checkpoint in {run_dir} is of an untrained network")
+    """Recompute and write the last iteration's rows; the largest relative difference to the old."""
+    from src import data as cifar
+    from src.models import gradient_norms
+    with final_network(run_dir) as (cfg, model, data):
+        iteration = cfg.train.iterations
         _, images, labels = next(iter(cifar.train_batches(data, cfg.train.batch_size, cfg.seed,
                                                           iteration - 1)))  # the last step's batch
         fresh = gradient_norms(model)(images, labels, iteration)
-    path = run_dir / "gradients.csv"
-    rows = read_gradients(path, sys.maxsize)
-    old = [r for r in rows if r["iteration"] == iteration]
-    difference = max((abs(a[k] - b[k]) / abs(a[k]) for a, b in zip(old, fresh)
-                      for k in ("output_gradient_norm", "kernel_gradient_norm")), default=np.nan)
-    rows = sorted([r for r in rows if r["iteration"] != iteration] + fresh,
-                  key=lambda r: (r["iteration"], r["index"]))
-    write_gradients(path, rows)
+        path = run_dir / "gradients.csv"
+        rows = read_gradients(path, sys.maxsize)
+        old = [r for r in rows if r["iteration"] == iteration]
+        difference = max((abs(a[k] - b[k]) / abs(a[k]) for a, b in zip(old, fresh)
+                          for k in ("output_gradient_norm", "kernel_gradient_norm")),
+                         default=np.nan)
+        rows = sorted([r for r in rows if r["iteration"] != iteration] + fresh,
+                      key=lambda r: (r["iteration"], r["index"]))
+        write_gradients(path, rows)
     print(f"{run_dir}: recomputed the gradients of iteration {iteration:,} "
           + (f"(largest relative difference to the run's: {difference:.2g})" if old else
              "(the run had not written them)"))
@@ -55,6 +96,10 @@ def initial_rows(cfg) -> list[dict]:
     """The rows of iteration 0 a run of `cfg` writes: its network as the seed initialises it
     (set as src.train's process settings set it, before the data and the network), on its first
     batch."""
+    import keras
+    from src import data as cifar
+    from src.models import gradient_norms
+    from src.steps import build_model
     keras.utils.set_random_seed(cfg.seed)
     with precision(cfg):
         data = run_data(cfg)

@@ -1,22 +1,23 @@
-"""Figure 7's layer responses of a run, recomputed from its checkpoint.
+"""Figure 7's layer responses of a finished run, recomputed from its final weights.
 
     python -m experiments.responses RUN_DIR [RUN_DIR ...]
 
 Every run writes responses.csv when it finishes (src.models.responses says how the std is
-taken); this rebuilds it for a run folder that still has its checkpoint.npz, e.g. after a change
-to how responses are measured. Data: as the run's (experiments.restore).
+taken); this rebuilds it from the run's final.weights.h5, e.g. after a change to how responses
+are measured or to repair a damaged file. Data: as the run's (experiments.trained).
 """
 import sys
 from pathlib import Path
 
-from experiments.restore import command, restore
-from src import data as cifar
-from src.train import write_responses
+from experiments.trained import command, final_network
+from src.runfiles import write_responses
 
 
 def recompute(run_dir: Path) -> None:
-    with restore(run_dir) as (_, model, data, _):
-        write_responses(run_dir, model, cifar.test_batches(data))
+    from src import data as cifar
+    from src.models import responses
+    with final_network(run_dir) as (_, model, data):
+        write_responses(run_dir, responses(model, cifar.test_batches(data)))
     print(f"{run_dir}: wrote responses.csv")
 
 

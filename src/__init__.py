@@ -4,8 +4,35 @@ Importing the package does nothing; the entry points (src.run, src.sweep, src.be
 experiments' command lines) call `configure_tensorflow()` before they import the modules that use
 TensorFlow.
 """
+import contextlib
 import os
+import signal
 import sys
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class Stopped(Exception):
+    """A stop signal arrived (Ctrl-C, SIGTERM, a closed terminal)."""
+
+
+@contextlib.contextmanager
+def stops_raise():
+    """While the block runs, each of STOP_SIGNALS raises Stopped in the main thread (a command
+    then ends in one line, not a traceback); the block gets the list of the signals received
+    (a library may re-raise Stopped with another message: OmegaConf does, in an interpolation).
+    The previous handlers come back after it."""
+    received = []
+
+    def stop_now(signum, _):
+        received.append(signum)
+        raise Stopped(signum)
+    previous = {s: signal.signal(s, stop_now) for s in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def configure_tensorflow() -> None:

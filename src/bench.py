@@ -31,11 +31,14 @@ import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from src import data as cifar  # noqa: E402
+from src.budgets import Budget  # noqa: E402
 from src.models import gradient_norms, resnet  # noqa: E402
+from src.networks import Network  # noqa: E402
 from src.config import compose  # noqa: E402
-from src.rundir import provenance, write_text  # noqa: E402
-from src.train import (Interval, make_optimizer, make_train_step, train,  # noqa: E402
-                       use_threads)
+from src.runfiles import provenance, write_text  # noqa: E402
+from src.steps import Interval, make_optimizer, make_train_step  # noqa: E402
+from src.process import use_threads  # noqa: E402
+from src.train import train  # noqa: E402
 
 
 def training_flops(model) -> float:
@@ -64,10 +67,9 @@ def peak_flops() -> tuple[float, str]:
     return peak, f"{cores} cores x {ghz:.2f} GHz x 2 FMA pipes x {lanes} fp32 lanes x 2"
 
 
-def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, cfg=None,
-              batch_norm="fused"):
-    """images/s of the compiled training step alone, on random in-memory tensors."""
-    keras.mixed_precision.set_global_policy(precision)
+def bare_training(depth, cfg=None, batch_norm="fused", jit=False, batch_size=128):
+    """(the compiled training step of a ResNet of `depth` on one fixed random batch, as a function
+    that returns when the device is done, the model): what every timing here times."""
     cfg = cfg or compose(f"depth={depth}")
     model = resnet(depth, "identity", batch_norm=batch_norm)
     optimizer, schedule = make_optimizer(cfg)
@@ -75,13 +77,25 @@ def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, c
     step = make_train_step(model, optimizer, schedule, interval, jit_compile=jit)
     images = tf.random.normal((batch_size, 32, 32, 3))
     labels = tf.random.uniform((batch_size,), 0, 10, tf.int32)
+
+    def run_step(wait=True):
+        step(images, labels)
+        if wait:
+            interval.read()  # a device-to-host copy: the host waits for the device
+    return run_step, model, (images, labels)
+
+
+def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, cfg=None,
+              batch_norm="fused"):
+    """images/s of the compiled training step alone, on random in-memory tensors."""
+    keras.mixed_precision.set_global_policy(precision)
+    step, model, _ = bare_training(depth, cfg, batch_norm, jit, batch_size)
     for _ in range(3):  # trace, compile, warm the oneDNN primitive cache
-        step(images, labels)
-    interval.read()
+        step()
     start = time.perf_counter()
-    for _ in range(steps):
-        step(images, labels)
-    interval.read()  # wait for the device, as the trainer does once per row
+    for _ in range(steps - 1):
+        step(wait=False)
+    step()  # the last one waits for the device, as the trainer does once per row
     rate = steps * batch_size / (time.perf_counter() - start)
     keras.mixed_precision.set_global_policy("float32")
     return rate, model
@@ -90,15 +104,10 @@ def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, c
 def gradient_cost(depth, repeats=5) -> float:
     """The time of one measurement of the backward signal (gradients.csv, at every row) over the
     time of one training step, same network, same batch of 128."""
-    model = resnet(depth, "identity")
-    optimizer, schedule = make_optimizer(compose(f"depth={depth}"))
-    interval = Interval()
-    step = make_train_step(model, optimizer, schedule, interval)
+    step, model, (images, labels) = bare_training(depth)
     measure = gradient_norms(model)
-    images, labels = tf.random.normal((128, 32, 32, 3)), tf.range(128) % 10
     seconds = []
-    for run in (lambda: (step(images, labels), interval.read()),
-                lambda: measure(images, labels, 0)):
+    for run in (step, lambda: measure(images, labels, 0)):
         run(), run()  # trace and warm up
         start = time.perf_counter()
         for _ in range(repeats):
@@ -110,20 +119,14 @@ def gradient_cost(depth, repeats=5) -> float:
 def timed_rate(depth, seconds, start_at) -> float:
     """images/s of the bare step (batch 128) over `seconds`, from the wall-clock time `start_at`
     on, so that processes started together measure the same moment."""
-    model = resnet(depth, "identity")
-    optimizer, schedule = make_optimizer(compose(f"depth={depth}"))
-    interval = Interval()
-    step = make_train_step(model, optimizer, schedule, interval)
-    images, labels = tf.random.normal((128, 32, 32, 3)), tf.range(128) % 10
+    step, _, _ = bare_training(depth)
     while True:  # trace and warm up until the start
-        step(images, labels)
-        interval.read()
+        step()
         if time.time() >= start_at:
             break
     steps, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        step(images, labels)
-        interval.read()
+        step()
         steps += 1
     return steps * 128 / (time.perf_counter() - start)
 
@@ -132,16 +135,24 @@ def packed_rates(depth: int, jobs: int, threads: int | None, seconds=6.0) -> lis
     """images/s of each of `jobs` processes training the bare step at once, `threads` threads
     each (None: TensorFlow's default, every core), measured over the same `seconds`."""
     start_at = time.time() + 12  # time to import TensorFlow and build the network
-    workers = [subprocess.Popen(
-        [sys.executable, "-m", "src.bench", "--rate-of", str(depth), "--seconds", str(seconds),
-         "--start-at", str(start_at), *(["--threads", str(threads)] if threads else [])],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(jobs)]
-    rates = []
-    for worker in workers:
-        out, _ = worker.communicate(timeout=300)
-        if worker.returncode:
-            raise RuntimeError(f"the packing measurement failed (exit {worker.returncode})")
-        rates.append(float(out.split()[-1]))
+    workers, rates = [], []
+    try:
+        for _ in range(jobs):
+            workers.append(subprocess.Popen(
+                [sys.executable, "-m", "src.bench", "--rate-of", str(depth), "--seconds",
+                 str(seconds), "--start-at", str(start_at),
+                 *(["--threads", str(threads)] if threads else [])],
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+        for worker in workers:
+            out, _ = worker.communicate(timeout=300)
+            if worker.returncode:
+                raise RuntimeError(f"the packing measurement failed (exit {worker.returncode})")
+            rates.append(float(out.split()[-1]))
+    finally:  # a signal or a failure: no worker left behind
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
     return rates
 
 
@@ -249,8 +260,50 @@ def tabulate(rows: list[dict]) -> pd.DataFrame:
     return table
 
 
+GPU_TFLOPS = (2, 10)  # sustained TFLOP/s assumed for small CIFAR convolutions on one GPU
+
+
+def budget_cost(name: str, seeds: int = 1) -> pd.DataFrame:
+    """A budget's training compute, counted, not timed: training FLOPs per image
+    (training_flops) x its iterations x 128 images, per network of its sweep
+    (conf/budget/<name>.yaml, the pre-activation nets included) x its runs (at least `seeds`, as
+    the sweep's seeds=), and ResNet-1202 (the paper's Figure 6, not in any sweep) once; the test
+    evaluations (a third of a training image per test image, ~3% of a run) left out. The one
+    computation behind every GPU number in docs/speed.md and the README."""
+    budget = Budget.load(name)
+    cfg = compose(f"budget={name}")
+    images = cfg.train.iterations * cfg.train.batch_size
+    runs = pd.Series([network for network, seed in budget.runs()]).value_counts(sort=False)
+    rows = []
+    for network, n in [*((net, max(k, seeds)) for net, k in runs.items()),
+                       (Network("original", "identity", 1202), 1)]:
+        flops = training_flops(resnet(network.depth, network.shortcut, block=network.block))
+        keras.backend.clear_session()
+        rows.append({"network": network.label, "in the sweep": network in runs.index,
+                     "GFLOP per image": flops / 1e9, "PFLOP per run": flops * images / 1e15,
+                     "runs": n, "PFLOP": flops * images * n / 1e15})
+    table = pd.DataFrame(rows)
+    for tflops in GPU_TFLOPS:
+        table[f"GPU-hours at {tflops} TFLOP/s"] = table.PFLOP * 1e15 / (tflops * 1e12) / 3600
+    return table
+
+
+def print_cost(name: str, seeds: int) -> None:
+    table = budget_cost(name, seeds)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    sweep = table[table["in the sweep"]].sum(numeric_only=True)
+    hours = "-".join(f"{sweep[f'GPU-hours at {t} TFLOP/s']:.3g}" for t in sorted(GPU_TFLOPS)[::-1])
+    print(f"budget {name}: its sweep ({sweep.runs:.0f} runs of {table['in the sweep'].sum()} "
+          f"networks) {sweep.PFLOP:.3g} PFLOP, {hours} GPU-hours at {max(GPU_TFLOPS)} to "
+          f"{min(GPU_TFLOPS)} TFLOP/s sustained (an assumption, not a measurement)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cost", metavar="BUDGET",
+                        help="a budget's FLOPs and GPU-hours, counted (no timing)")
+    parser.add_argument("--seeds", type=int, default=1, help="at least this many seeds per "
+                        "network for --cost, as the sweep's seeds=")
     parser.add_argument("--depths", type=int, nargs="+", default=[20, 56])
     parser.add_argument("--steps", type=int, default=15, help="timed steps per measurement")
     parser.add_argument("--rounds", type=int, default=2,
@@ -261,6 +314,9 @@ def main():
     parser.add_argument("--seconds", type=float, default=6.0, help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args, overrides = parser.parse_known_args()
+    if args.cost:
+        print_cost(args.cost, args.seeds)
+        return
     if args.rate_of:  # one worker of packed_rates
         use_threads(args.threads)
         print(timed_rate(args.rate_of, args.seconds, args.start_at))

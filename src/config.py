@@ -9,8 +9,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -18,10 +17,10 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.data import TRAIN_SIZE, TEST_SIZE, VALIDATION_SIZE
-from src.grids import run_name
-from src.models import BATCH_NORMS, BLOCKS, SHORTCUTS, blocks_per_stage, check_choice
+from src.budgets import CONF, Budget, budget_names
+from src.models import BATCH_NORMS
+from src.networks import Network, check_choice, run_name
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 LARGEST = 2**31 - 1  # every count fits TensorFlow's int32 (and a seed numpy's uint32)
 
@@ -31,12 +30,14 @@ class ConfigError(Exception):
 
 
 @dataclass
-class Budget:
+class BudgetKeys:
     name: str = MISSING  # the budget file that set train.iterations and .milestones, log.*, data.*
+    grids: List[Dict[str, Any]] = field(default_factory=list)  # its sweep's networks (src.budgets)
+    scouting: List[str] = field(default_factory=list)  # its runs that chose its length
 
 
 @dataclass
-class Train:
+class TrainKeys:
     batch_size: int = MISSING
     lr: float = MISSING
     milestones: List[float] = MISSING
@@ -52,7 +53,7 @@ class Train:
 
 
 @dataclass
-class Data:
+class DataKeys:
     dir: Optional[str] = None
     download: bool = MISSING
     train_examples: Optional[int] = None
@@ -61,13 +62,13 @@ class Data:
 
 
 @dataclass
-class Log:
+class LogKeys:
     every: int = MISSING
     test_every: int = MISSING
 
 
 @dataclass
-class Checkpoint:
+class CheckpointKeys:
     every: int = MISSING
 
 
@@ -77,13 +78,14 @@ class Config:
     shortcut: str = MISSING
     block: str = MISSING
     batch_norm: str = MISSING
+    batch_norm_group: Optional[int] = None
     seed: int = MISSING
     threads: Optional[int] = None
-    train: Train = field(default_factory=Train)
-    data: Data = field(default_factory=Data)
-    log: Log = field(default_factory=Log)
-    checkpoint: Checkpoint = field(default_factory=Checkpoint)
-    budget: Budget = field(default_factory=Budget)
+    train: TrainKeys = field(default_factory=TrainKeys)
+    data: DataKeys = field(default_factory=DataKeys)
+    log: LogKeys = field(default_factory=LogKeys)
+    checkpoint: CheckpointKeys = field(default_factory=CheckpointKeys)
+    budget: BudgetKeys = field(default_factory=BudgetKeys)
     results_dir: str = MISSING
     run_dir: str = MISSING
     overwrite: bool = MISSING
@@ -104,16 +106,14 @@ def compose(*overrides: str) -> DictConfig:
         return hydra.compose("config", overrides=list(overrides))
 
 
-def budget_iterations(name: str) -> int:
-    """The iterations of a budget file (conf/budget/<name>.yaml)."""
-    return int(OmegaConf.load(CONF / "budget" / f"{name}.yaml").train.iterations)
-
-
 def smaller_budgets(seconds_per_iteration: float, iterations: int) -> str:
-    """What the long and quick budgets would take at this speed, where shorter than `iterations`:
-    the second half of the CPU guard's line."""
-    options = [f"budget={name} ~{duration(seconds_per_iteration * budget_iterations(name))}"
-               for name in ("long", "quick") if budget_iterations(name) < iterations]
+    """What the budgets shorter than `iterations` that train on all the data (not smoke's slice)
+    would take at this speed, longest first: the second half of the CPU guard's line."""
+    shorter = sorted((Budget.load(name) for name in budget_names()),
+                     key=lambda b: -b.iterations)
+    options = [f"budget={b.name} ~{duration(seconds_per_iteration * b.iterations)}"
+               for b in shorter if b.iterations < iterations and OmegaConf.load(
+                   CONF / "budget" / f"{b.name}.yaml").data.train_examples is None]
     return f"; {', '.join(options)} for a whole run" if options else ""
 
 
@@ -151,9 +151,7 @@ def check_resolvable(cfg: DictConfig) -> None:
 def check_ranges(cfg: DictConfig) -> None:
     """The choices, ranges and relations that types cannot say."""
     try:
-        blocks_per_stage(cfg.depth)
-        check_choice("shortcut", cfg.shortcut, SHORTCUTS)
-        check_choice("block", cfg.block, tuple(BLOCKS))
+        Network.of(cfg).check()
         check_choice("batch_norm", cfg.batch_norm, BATCH_NORMS)
         check_choice("train.precision", cfg.train.precision, PRECISIONS)
     except ValueError as e:
@@ -163,6 +161,12 @@ def check_ranges(cfg: DictConfig) -> None:
         _fail("depth", cfg.depth, f"at most {LARGEST}")
     if cfg.threads is not None and not 0 < cfg.threads <= 1024:
         _fail("threads", cfg.threads, "null (TensorFlow's default: every core) or from 1 to 1024")
+    group = cfg.batch_norm_group
+    if group is not None and (cfg.batch_norm != "fused" or not 2 <= group < t.batch_size
+                              or t.batch_size % group):
+        _fail("batch_norm_group", group, f"null (the whole batch) or, with batch_norm=fused, a "
+              f"divisor of train.batch_size={t.batch_size} from 2 to {t.batch_size // 2} (64: "
+              "the paper's two GPUs)")
     if not 0 <= cfg.seed <= LARGEST:
         _fail("seed", cfg.seed, f"a whole number from 0 to {LARGEST}")
     for key, value in [("train.batch_size", t.batch_size), ("train.iterations", t.iterations),

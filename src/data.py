@@ -6,9 +6,11 @@ iteration t therefore sees exactly the batches an uninterrupted run would have s
 input-pipeline state in the checkpoint.
 """
 import re
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +19,9 @@ import tensorflow_datasets as tfds
 PAD = 4  # pixels of zero padding before the random 32x32 crop (paper section 4.2)
 TRAIN_SIZE, TEST_SIZE = 50_000, 10_000
 VALIDATION_SIZE = 5_000  # the paper's 45k/5k split of train, for choosing hyper-parameters
+# Seconds to reach the download host before a first run without the data gives up (tfds itself
+# retries for minutes on a machine with no network).
+CONNECT_SECONDS = 15
 
 
 class DataError(Exception):
@@ -32,6 +37,23 @@ class Cifar10:
     mean: np.ndarray  # per-pixel mean image of the training images, 32 x 32 x 3, 0-1 scale
 
 
+def check_download_host(data_dir, where) -> None:
+    """Where cifar10 is not prepared yet, DataError at once if its download host cannot be
+    reached, naming the ways to a local copy."""
+    builder = tfds.builder("cifar10", data_dir=data_dir)
+    if builder.is_prepared():
+        return
+    host = urlparse(builder.info.homepage).hostname
+    try:
+        socket.create_connection((host, 443), timeout=CONNECT_SECONDS).close()
+    except OSError as e:
+        raise DataError(
+            f"cifar10 is not in {where} and its download host {host} cannot be reached "
+            f"({e.strerror or type(e).__name__}): point TFDS_DATA_DIR=<folder holding cifar10/3.0.2> "
+            "TFDS_DOWNLOAD=false (or data.dir=... data.download=false) at a local copy, or connect "
+            "to the network") from None
+
+
 def _split(name, data_dir, download):
     """One tfds split as numpy arrays, with the failures a user can cause turned into DataError."""
     where = data_dir or f"tfds's default data_dir ({tfds.core.constants.DATA_DIR})"
@@ -40,6 +62,8 @@ def _split(name, data_dir, download):
             f"data.dir={data_dir} does not exist (download is off): point data.dir or "
             "TFDS_DATA_DIR at a folder holding cifar10/3.0.2, or set data.download=true"
         )
+    if download:
+        check_download_host(data_dir, where)
     try:
         images, labels = tfds.as_numpy(tfds.load(
             "cifar10", split=name, data_dir=data_dir, download=download,

@@ -12,26 +12,11 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers, ops
 
-SHORTCUTS = ("none", "identity", "projection", "all_projection")
+from src.networks import SHORTCUTS, UNITS, blocks_per_stage, check_choice
+
 BATCH_NORMS = ("fused", "keras")
 STAGE_FILTERS = (16, 32, 64)  # feature maps 32x32, 16x16, 8x8 (paper section 4.2)
 WEIGHT_DECAY = 1e-4  # paper 4.2, Caffe-style: + 1e-4 * w on every parameter's gradient
-
-
-def blocks_per_stage(depth) -> int:
-    """n in depth = 6n + 2; the only place depth is turned into a network size."""
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-        raise ValueError(
-            f"depth={depth!r} is not allowed: depth must be 6n+2 with n >= 1 "
-            "(8, 14, 20, 32, 44, 56, 110, 1202, ...)"
-        )
-    return (depth - 2) // 6
-
-
-def check_choice(key, value, allowed) -> str:
-    if value not in allowed:
-        raise ValueError(f"{key}={value!r} is not allowed: choose one of {', '.join(allowed)}")
-    return value
 
 
 class BatchNorm(layers.Layer):
@@ -46,11 +31,15 @@ class BatchNorm(layers.Layer):
     1.001e-5 (cuDNN's minimum), so the paper's Caffe value 1e-5 becomes 1.001e-5: a relative change
     of 1e-8 in the scale of a channel with unit variance, and only ever visible for channels whose
     variance is near zero.
+
+    With `group` (images), training normalises each group of that many images of the batch with
+    its own statistics, as the paper's two GPUs did with 64 of its 128 (arXiv:1512.03385, 4.2),
+    and the moving statistics average the groups' (each of Caffe's GPUs kept its own).
     """
 
-    def __init__(self, momentum=0.9, epsilon=1e-5, regularizer=None, **kwargs):
+    def __init__(self, momentum=0.9, epsilon=1e-5, regularizer=None, group=None, **kwargs):
         super().__init__(**kwargs)
-        self.momentum, self.epsilon = momentum, epsilon
+        self.momentum, self.epsilon, self.group = momentum, epsilon, group
         self.regularizer = keras.regularizers.get(regularizer)
 
     def build(self, input_shape):
@@ -64,6 +53,8 @@ class BatchNorm(layers.Layer):
                 regularizer=self.regularizer if trainable else None))
 
     def call(self, x, training=False):
+        if training and self.group:
+            return self.grouped(x)
         y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             x, self.gamma.value, self.beta.value, self.moving_mean.value,
             self.moving_variance.value, epsilon=self.epsilon, is_training=bool(training),
@@ -73,9 +64,24 @@ class BatchNorm(layers.Layer):
             self.moving_variance.assign(variance)
         return y
 
+    def grouped(self, x):
+        """Training on groups of `group` images: each normalised with its own statistics."""
+        outputs, means, variances = [], [], []
+        for part in tf.split(x, x.shape[0] // self.group):  # a training batch's size is fixed
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+                part, self.gamma.value, self.beta.value, self.moving_mean.value,
+                self.moving_variance.value, epsilon=self.epsilon, is_training=True,
+                exponential_avg_factor=1.0)  # the group's own mean and unbiased variance
+            outputs.append(y), means.append(mean), variances.append(variance)
+        f = 1 - self.momentum
+        self.moving_mean.assign((1 - f) * self.moving_mean + f * tf.add_n(means) / len(means))
+        self.moving_variance.assign((1 - f) * self.moving_variance
+                                    + f * tf.add_n(variances) / len(variances))
+        return tf.concat(outputs, 0)
+
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon,
-                "regularizer": keras.regularizers.serialize(self.regularizer)}
+                "group": self.group, "regularizer": keras.regularizers.serialize(self.regularizer)}
 
 
 class ZeroPadShortcut(layers.Layer):
@@ -122,12 +128,18 @@ class Layers:
     """The layer makers of one network, with its weight decay and its kind of batch norm."""
     weight_decay: float = WEIGHT_DECAY
     batch_norm: str = "fused"
+    batch_norm_group: int | None = None  # images per BN group in training; None: the batch
 
     def bn(self, x, name):
-        """BN with the paper's Caffe settings: moving averages with momentum 0.9, epsilon 1e-5."""
+        """BN with epsilon 1e-5 (Caffe's default) and moving averages with momentum 0.9, the
+        Torch/PyTorch convention (moving = 0.9 moving + 0.1 batch) of the reimplementations that
+        reach the paper's numbers; Caffe's default moving_average_fraction is 0.999, and the
+        paper states none. Training normalises with batch statistics, so the momentum leaves the
+        training curves alone and sets only the statistics the test error is measured with."""
         decay = coupled_l2(self.weight_decay)
         if self.batch_norm == "fused":
-            layer = BatchNorm(momentum=0.9, epsilon=1e-5, regularizer=decay, name=f"{name}_bn")
+            layer = BatchNorm(momentum=0.9, epsilon=1e-5, regularizer=decay,
+                              group=self.batch_norm_group, name=f"{name}_bn")
         else:
             layer = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, gamma_regularizer=decay,
                                               beta_regularizer=decay, name=f"{name}_bn")
@@ -187,16 +199,19 @@ def preact_block(nn: Layers, x, filters, stride, shortcut, name, first=False):
     return nn.shortcut(y, x, stride, shortcut, name)
 
 
-BLOCKS = {"original": original_block, "preact": preact_block}
+BLOCKS = {"original": original_block, "preact": preact_block}  # the units src.networks registers
+assert BLOCKS.keys() == UNITS.keys(), "a unit built here must be registered in src/networks.py"
 
 
 def resnet(depth: int, shortcut: str = "identity", weight_decay: float = WEIGHT_DECAY,
-           block: str = "original", batch_norm: str = "fused", classes: int = 10) -> keras.Model:
+           block: str = "original", batch_norm: str = "fused", classes: int = 10,
+           batch_norm_group: int | None = None) -> keras.Model:
     """A 6n+2-layer CIFAR network; shortcut="none" gives the plain network of the same depth."""
-    n = blocks_per_stage(depth)
-    check_choice("shortcut", shortcut, SHORTCUTS)
-    unit = BLOCKS[check_choice("block", block, tuple(BLOCKS))]
-    nn = Layers(weight_decay, check_choice("batch_norm", batch_norm, BATCH_NORMS))
+    n = blocks_per_stage(depth, block)
+    check_choice("shortcut", shortcut, tuple(SHORTCUTS))
+    unit = BLOCKS[block]
+    nn = Layers(weight_decay, check_choice("batch_norm", batch_norm, BATCH_NORMS),
+                batch_norm_group)
     # Keras walks the layer graph recursively; ResNet-1202 is ~4000 layers deep.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20 * depth + 1000))
     inputs = keras.Input((32, 32, 3), name="image")

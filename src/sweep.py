@@ -3,7 +3,7 @@
     python -m src.sweep [budget=quick] [seeds=5] [jobs=auto|N] [launcher=joblib]
                         [depth=20,56] [shortcut=none,identity] [block=preact] [run overrides]
 
-The networks of each budget are a few grids (GRIDS). `seeds=N` asks for at least N seeds of every
+The networks of each budget are a few grids (`budget.grids` in conf/budget/<name>.yaml). `seeds=N` asks for at least N seeds of every
 network; `depth=`, `shortcut=` or `block=` replace the budget's grids by the one they name. Prints
 the plan (runs, budget, estimated wall time from measured step rates), trains every run that is
 not finished (interrupted ones resume), then lists the runs that did not finish and exits non-zero
@@ -24,7 +24,7 @@ import threading
 import time
 from pathlib import Path
 
-from src import configure_tensorflow
+from src import STOP_SIGNALS, Stopped, configure_tensorflow, stops_raise
 
 configure_tensorflow()  # before anything that imports TensorFlow
 
@@ -33,10 +33,13 @@ from hydra.errors import HydraException, OverrideParseException  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
 from src.bench import bare_step, packing_gain  # noqa: E402
-from src.config import (CONF, ConfigError, check_config, compose, duration,  # noqa: E402
+from src.config import (ConfigError, check_config, compose, duration,  # noqa: E402
                         smaller_budgets)
-from src.grids import GRID_KEYS, GRIDS, PLAIN_AND_RESNET, expand  # noqa: E402
-from src.rundir import DamagedFile, config_changes, damage, holder, read_summary  # noqa: E402
+from src.budgets import GRID_KEYS, Budget, BudgetError, expand, grid_overrides  # noqa: E402
+from src.data import TEST_SIZE  # noqa: E402
+from src.networks import Network  # noqa: E402
+from src.rundir import config_changes, damage, holder  # noqa: E402
+from src.runfiles import read_summary  # noqa: E402
 
 TAIL_SECONDS = 120  # a packed sweep's last run with more left than this is resumed on every core
 DEFAULTS = {"budget": "paper", "seeds": "1", "jobs": "auto", "launcher": "basic",
@@ -68,19 +71,19 @@ def parse(argv):
     if options["launcher"] not in LAUNCHERS:
         refuse(f"error: launcher={options['launcher']!r} is not allowed: choose one of "
                          f"{', '.join(LAUNCHERS)}")
-    budgets = sorted(p.stem for p in (CONF / "budget").glob("*.yaml"))
-    if options["budget"] not in budgets:
-        refuse(f"error: budget={options['budget']!r} is not allowed: choose one of "
-                         f"{', '.join(budgets)}")
     if not options["seeds"].isdigit() or int(options["seeds"]) < 1:
         refuse(f"error: seeds={options['seeds']!r} is not allowed: a whole number >= 1")
     if options["jobs"] != "auto" and not (options["jobs"].isdigit() and
                                           1 <= int(options["jobs"]) <= 64):
         refuse(f"error: jobs={options['jobs']!r} is not allowed: auto or a whole "
                          "number from 1 to 64 (runs at once on this machine)")
-    grids = GRIDS.get(options["budget"], GRIDS["paper"])
-    if named:
-        grids = [{"depth": grids[0]["depth"], **PLAIN_AND_RESNET, **named}]
+    try:
+        grids = Budget.load(options["budget"]).grids
+    except BudgetError as e:
+        refuse(f"error: {e}")
+    if named:  # the first grid's depths, plain and ResNet, unless named
+        grids = [{"depth": grids[0]["depth"], "shortcut": "none,identity", "block": "original",
+                  **named}]
     seeds = int(options["seeds"])
     return options, [{**g, "seeds": max(seeds, g.get("seeds", 1))} for g in grids], passed
 
@@ -102,12 +105,9 @@ def planned_runs(options, grids, passed):
     """The resolved config of every planned run, once each (this also validates every value)."""
     runs = {}
     for grid in grids:
-        for depth, shortcut, block, seed in expand(grid):
+        for network, seed in expand(grid):
             try:
-                cfg = compose(f"budget={options['budget']}", f"depth={depth}",
-                              f"shortcut={shortcut}", f"block={block}", f"seed={seed}",
-                              f"results_dir={options['results_dir']}", *launcher(options),
-                              *passed)
+                cfg = compose(*run_words(network, seed, options, passed), *launcher(options))
                 check_config(cfg)
             except ConfigError as e:
                 refuse(f"error: {e}")
@@ -117,18 +117,21 @@ def planned_runs(options, grids, passed):
     return list(runs.values())
 
 
-def status(cfg) -> tuple[str, int]:
-    """(status, iterations done) of a planned run, from its folder; "running elsewhere" where
-    another process holds the folder's lock; "damaged" where its summary or metrics cannot be read;
-    "conflict" where the folder holds a run with another config (the run will refuse it)."""
-    if damage(cfg.run_dir):  # the run repairs what it can when it starts
-        return ("running elsewhere" if holder(cfg.run_dir) else "damaged"), 0
-    summary = read_summary(cfg.run_dir)
-    if holder(cfg.run_dir):
+def status(run_dir: str, cfg=None) -> tuple[str, int]:
+    """(status, iterations done) of a run, from its folder: new, running, interrupted, failed,
+    finished; "damaged" where its summary or metrics cannot be read. Given the run's planned
+    `cfg` (the plan and the final account, not the progress lines): "running elsewhere" where
+    another process holds the folder's lock, "conflict" where the folder holds a run with another
+    config (the run will refuse it)."""
+    elsewhere = cfg is not None and holder(run_dir)
+    if damage(run_dir):  # the run repairs what it can when it starts
+        return ("running elsewhere" if elsewhere else "damaged"), 0
+    summary = read_summary(run_dir)
+    if elsewhere:
         return "running elsewhere", summary.iterations if summary else 0
     if not summary:
         return "new", 0
-    if config_changes(cfg, cfg.run_dir):
+    if cfg is not None and config_changes(cfg, run_dir):
         return "conflict", 0
     return summary.status, summary.iterations
 
@@ -160,16 +163,16 @@ def plan(runs) -> tuple[dict[str, float], list]:
     return each run's estimated seconds to go, one run at a time, and the runs not finished."""
     rates, estimates, pending = {}, {}, []
     print(f"plan: {len(runs)} runs, budget {runs[0].budget.name} "
-          f"({runs[0].train.iterations} iterations each)")
+          f"({runs[0].train.iterations} iterations each)", flush=True)
     for cfg in runs:
-        state, done = status(cfg)
+        state, done = status(cfg.run_dir, cfg)
         if state != "finished":  # a conflict is started too: the run says why it refuses
             pending.append(cfg)
         left = 0 if state in ("finished", "conflict") else cfg.train.iterations - done
         if left and cfg.depth not in rates:
             rates[cfg.depth] = bare_step(cfg.depth, cfg.train.precision, cfg.train.jit_compile,
                                          steps=3, cfg=cfg)[0]
-        tests = left // cfg.log.test_every * (cfg.data.test_examples or 10_000)
+        tests = left // cfg.log.test_every * (cfg.data.test_examples or TEST_SIZE)
         seconds = (left * cfg.train.batch_size + tests * EVAL_COST) / rates[cfg.depth] if left else 0
         estimates[cfg.run_dir] = seconds
         print(f"  {Path(cfg.run_dir).name:<24} {state:<11} {done:>6} done, "
@@ -186,11 +189,10 @@ def plan(runs) -> tuple[dict[str, float], list]:
     return estimates, pending
 
 
-def run_words(cfg, options, passed) -> list[str]:
+def run_words(network, seed, options, passed) -> list[str]:
     """The command line of one planned run."""
-    return [f"budget={options['budget']}", f"depth={cfg.depth}", f"shortcut={cfg.shortcut}",
-            f"block={cfg.block}", f"seed={cfg.seed}", f"results_dir={options['results_dir']}",
-            *passed]
+    return [f"budget={options['budget']}", *network.overrides(seed),
+            f"results_dir={options['results_dir']}", *passed]
 
 
 def prefixed(stream, name: str) -> None:
@@ -205,9 +207,10 @@ class Sweep:
     stops) and starts nothing more."""
 
     def __init__(self, jobs: int, threads: int | None, estimates: dict, iterations: dict,
-                 speedup: float):
+                 speedup: float, runs: list):
         self.jobs, self.threads, self.estimates, self.iterations, self.speedup = (
             jobs, threads, estimates, iterations, speedup)
+        self.runs = runs  # the planned runs' configs, for the account at the end
         self.running, self.stop = {}, []
         self.env = {**os.environ, "SRC_SWEEP_PID": str(os.getpid())}
 
@@ -219,7 +222,7 @@ class Sweep:
 
     def seconds_left(self, run_dir: str) -> float:
         """A run's estimate for what it still has to do, one run at a time on every core."""
-        state, done = status_of(run_dir)
+        state, done = status(run_dir)
         return 0.0 if state == "finished" else \
             self.estimates.get(run_dir, 0.0) * (1 - done / max(self.iterations[run_dir], 1))
 
@@ -254,7 +257,7 @@ class Sweep:
         child = self.running[name]
         child.send_signal(signal.SIGTERM)
         child.wait()
-        state, done = status_of(run_dir)
+        state, done = status(run_dir)
         if self.stop or state == "finished":  # stopped meanwhile (checkpointed), or just done
             return
         print(f"sweep: {name} is the last run: resumed on every core ({done} iterations done)",
@@ -282,19 +285,36 @@ class Sweep:
                 self.alone(name, words_of[name])
 
 
-def status_of(run_dir: str) -> tuple[str, int]:
-    """(status, iterations done) from a run folder's summary, for the sweep's progress lines."""
-    try:
-        summary = read_summary(run_dir)
-    except DamagedFile:  # the run itself reports it
-        return "unknown", 0
-    return (summary.status, summary.iterations) if summary else ("new", 0)
-
-
 def main(argv=sys.argv[1:]):
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
+    # Ctrl-C or SIGTERM before the first run: stop at once (the packing measurement's processes
+    # with it). Once runs have started: passed on to the running runs, which checkpoint and stop;
+    # the sweep waits for them and starts nothing more. The runs stop too if the sweep dies.
+    received = []
+    try:
+        with stops_raise() as received:
+            sweep = run_sweep(argv)
+    except Stopped:
+        print(f"sweep stopped by signal {received[0]} before its first run: nothing was trained; "
+              "run the same command again", file=sys.stderr)
+        return 128 + received[0]
+    if sweep.stop:
+        print(f"sweep stopped by signal {sweep.stop[0]}; the running runs were checkpointed: run "
+              "the same command again to resume", file=sys.stderr)
+        return 128 + sweep.stop[0]
+    states = [(cfg, *status(cfg.run_dir, cfg)) for cfg in sweep.runs]  # one read of each folder
+    failed = [(cfg, state, done) for cfg, state, done in states if state != "finished"]
+    for cfg, state, done in failed:
+        print(f"not finished: {cfg.run_dir} ({state} at iteration {done})", file=sys.stderr)
+    print(f"sweep: {len(sweep.runs) - len(failed)} of {len(sweep.runs)} runs finished")
+    return 1 if failed else 0
+
+
+def run_sweep(argv) -> "Sweep":
+    """Plan, measure and run the sweep (under stops_raise: a signal before the first run raises
+    Stopped; once runs start, it is passed on to them); the Sweep as it ended."""
     options, grids, passed = parse(argv)
     runs = planned_runs(options, grids, passed)
     estimates, pending = plan(runs)  # one read of each folder before the runs
@@ -302,36 +322,19 @@ def main(argv=sys.argv[1:]):
     if gain != 1:
         print(f"estimated wall time packed: ~{duration(sum(estimates.values()) / gain)}",
               flush=True)
-    # Ctrl-C or SIGTERM: passed on to the running runs, which checkpoint and stop; the sweep
-    # waits for them and starts nothing more. The runs stop too if the sweep dies (src.run).
     sweep = Sweep(jobs, threads, estimates, {cfg.run_dir: cfg.train.iterations for cfg in runs},
-                  gain)
-    previous = {s: signal.signal(s, sweep.pass_on)
-                for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
-        if options["launcher"] == "basic":
-            sweep.run([(Path(cfg.run_dir).name, run_words(cfg, options, passed))
-                       for cfg in pending])
-        else:
-            sweep.run([(f"grid {k}", ["-m", f"seed={','.join(map(str, range(grid['seeds'])))}",
-                                      f"budget={options['budget']}", f"depth={grid['depth']}",
-                                      f"shortcut={grid['shortcut']}", f"block={grid['block']}",
-                                      f"results_dir={options['results_dir']}",
-                                      *launcher(options), *passed])
-                       for k, grid in enumerate(grids, 1)])
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    if sweep.stop:
-        print(f"sweep stopped by signal {sweep.stop[0]}; the running runs were checkpointed: run "
-              "the same command again to resume", file=sys.stderr)
-        return 128 + sweep.stop[0]
-    states = [(cfg, *status(cfg)) for cfg in runs]  # one read of each folder
-    failed = [(cfg, state, done) for cfg, state, done in states if state != "finished"]
-    for cfg, state, done in failed:
-        print(f"not finished: {cfg.run_dir} ({state} at iteration {done})", file=sys.stderr)
-    print(f"sweep: {len(runs) - len(failed)} of {len(runs)} runs finished")
-    return 1 if failed else 0
+                  gain, runs)
+    for s in STOP_SIGNALS:
+        signal.signal(s, sweep.pass_on)
+    if options["launcher"] == "basic":
+        sweep.run([(Path(cfg.run_dir).name, run_words(Network.of(cfg), cfg.seed, options, passed))
+                   for cfg in pending])
+    else:
+        sweep.run([(f"grid {k}", ["-m", f"budget={options['budget']}", *grid_overrides(grid),
+                                  f"results_dir={options['results_dir']}", *launcher(options),
+                                  *passed])
+                   for k, grid in enumerate(grids, 1)])
+    return sweep
 
 
 if __name__ == "__main__":

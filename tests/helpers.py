@@ -16,10 +16,11 @@ import pandas as pd
 
 import experiments.evaluate
 import experiments.gradients
+import experiments.lesion
 import experiments.responses
 import src.run
 import src.sweep
-from src.train import PAUSE_AT as PAUSE_ENV
+from src.process import PAUSE_AT as PAUSE_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,7 +62,8 @@ ENTRY_POINTS = {"src.run": lambda args: src.run.cli(),  # Hydra reads sys.argv
                 "src.sweep": src.sweep.main,  # its runs' output is not captured: use run_process
                 "experiments.evaluate": experiments.evaluate.main,
                 "experiments.responses": experiments.responses.main,
-                "experiments.gradients": experiments.gradients.main}
+                "experiments.gradients": experiments.gradients.main,
+                "experiments.lesion": experiments.lesion.main}
 
 
 def run(*args, module="src.run"):

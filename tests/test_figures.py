@@ -5,10 +5,11 @@ import re
 import numpy as np
 import pandas as pd
 
-from experiments.figures import error_limit, main as figures
+from experiments.figures import main as figures
+from experiments.plotting import error_limit
 from experiments.paper import RESNET_TEST_ERROR
-from src.grids import run_name
-from src.rundir import COLUMNS
+from src.networks import run_name
+from src.runfiles import COLUMNS
 
 
 def fake_run(budget_dir, shortcut, depth, seed, final_train, final_test, status="finished",
@@ -19,7 +20,7 @@ def fake_run(budget_dir, shortcut, depth, seed, final_train, final_test, status=
     folder.mkdir(parents=True)
     iterations = np.arange(100, 1001, 100)
     fall = np.linspace(90, 0, len(iterations))
-    rows = pd.DataFrame({c: 0.0 for c in COLUMNS}, index=range(len(iterations)))
+    rows = pd.DataFrame({c: 0.0 for c in COLUMNS}, index=range(len(iterations))).assign(lr=0.1)
     rows["iteration"] = iterations
     rows["train_error"] = final_train + fall
     rows["test_error"] = np.where(iterations % 500 == 0, final_test + fall, np.nan)
@@ -62,8 +63,9 @@ def test_figures_table_and_claims_from_runs_with_seeds_and_missing_runs(tmp_path
     assert table.loc[20, "ResNet test error (%)"] == "37.00 ± 1.00 (n=3)"
     assert table.loc[32, "plain test error (%)"] == "43.00 (n=1)"
     assert pd.isna(table.loc[56, "ResNet test error (%)"])
-    assert table.loc[20, "paper ResNet (%, Table 6)"] == RESNET_TEST_ERROR[20]
-    assert table.loc[20, "ResNet minus paper"] == round(37 - RESNET_TEST_ERROR[20], 2)
+    assert table.loc[20, "paper ResNet (%, Table 6; best of 5 at 110)"] == RESNET_TEST_ERROR[20]
+    assert table.loc[20, "ResNet minus paper (its mean where given)"] == round(
+        37 - RESNET_TEST_ERROR[20], 2)
     readme = (budget / "README.md").read_text()
     assert "budget `quick`" in readme and "Test CPU" in readme
     assert "- code: commit abc123, d4e5f6; earlier segments of resumed runs: not recorded" in readme
@@ -143,12 +145,12 @@ def test_a_damaged_run_is_skipped_with_a_warning_and_the_rest_drawn(tmp_path, ca
 
 
 def test_a_results_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
-    import experiments.figures
+    import experiments.plotting
     fake_run(tmp_path / "quick", "identity", 20, 0, 35, 37)
 
     def read_only(fig, out):
         raise PermissionError(13, "Permission denied")
-    monkeypatch.setattr(experiments.figures, "_save", read_only)
+    monkeypatch.setattr(experiments.plotting, "save", read_only)
     assert figures([str(tmp_path / "quick")]) == 2
     assert capsys.readouterr().err.strip() == (f"error: cannot write the figures of "
                                                f"{tmp_path}/quick: Permission denied")
@@ -233,34 +235,110 @@ def test_the_error_axis_keeps_the_final_errors_apart_and_chance_in_view_when_run
 
 def test_each_seed_is_drawn_in_order_of_its_x_axis_even_when_its_rows_are_not():
     import matplotlib.pyplot as plt
-    from experiments.figures import _lines
+    from experiments.plotting import lines
     data = pd.DataFrame({"label": "net", "seed": [0, 0, 0, 1, 1, 1], "rank": [3, 1, 2, 2, 3, 1],
                          "std": [0.1, 0.3, 0.2, 0.2, 0.1, 0.3]})  # Figure 7's sorted panel
     fig, ax = plt.subplots()
-    _lines(ax, data, "std", {"net": "tab:blue"}, ["net"], x="rank")
+    lines(ax, data, "std", {"net": "tab:blue"}, ["net"], x="rank")
     for line in ax.get_lines():  # two seeds and their mean
         assert list(line.get_xdata()) == [1, 2, 3] and list(line.get_ydata()) == [0.3, 0.2, 0.1]
     plt.close(fig)
 
 
-def test_a_titles_depth_finding_follows_the_claims_rule_on_the_judged_seeds():
-    from experiments.figures import _trend
-
-    def runs(resnet20, resnet56, scouts=()):
-        return pd.DataFrame([{"net": "ResNet", "depth": d, "train_error": e,
-                              "scouting": (d, e) in scouts}
-                             for d, errors in ((20, resnet20), (56, resnet56)) for e in errors])
-    assert _trend(runs([6.0, 6.2], [4.0, 4.1]), "ResNet") == "ResNets: 56 layers train better than 20"
-    assert _trend(runs([6.0, 7.0], [5.9, 6.5]), "ResNet").endswith(", within the seeds' spread")
-    # a scouting seed of 4.3% would make the means say "better"; judged, one seed says "worse"
-    title = _trend(runs([6.3, 5.7, 6.2], [4.3, 6.4], scouts={(20, 6.3), (56, 4.3)}), "ResNet")
-    assert title == ("ResNets, scouting seeds left out: 56 layers train worse than 20 "
-                     "(a side with one seed: not decided)")
-
-
 def test_a_legend_or_title_counts_the_seeds_per_network_and_says_which_ones():
-    from experiments.figures import _seeds
+    from experiments.plotting import seed_count
     runs = pd.DataFrame({"name": ["ResNet-20"] * 3 + ["ResNet-56"], "seed": [0, 1, 2, 0]})
-    assert _seeds(runs) == "1-3 seeds"
-    assert _seeds(runs[runs.name == "ResNet-20"], "judged ") == "3 judged seeds"
-    assert _seeds(runs[runs.name == "ResNet-56"], "judged ") == "1 judged seed"
+    assert seed_count(runs) == "1-3 seeds"
+    assert seed_count(runs[runs.name == "ResNet-20"], "judged ") == "3 judged seeds"
+    assert seed_count(runs[runs.name == "ResNet-56"], "judged ") == "1 judged seed"
+
+
+def test_a_damaged_side_file_costs_only_the_figure_it_feeds(tmp_path, capsys):
+    budget = tmp_path / "quick"
+    for shortcut in ("none", "identity"):
+        for depth in (20, 56):
+            fake_run(budget, shortcut, depth, 0, 10 + depth / 10, 12 + depth / 10, response=1.0)
+    (budget / "runs/none-56-s0/responses.csv").write_bytes(bytes(range(256)) * 4)  # a bad copy
+    (budget / "runs/identity-20-s0/responses.csv").write_text("layer,index\n")  # emptied
+    assert figures([str(budget)]) == 0
+    err = capsys.readouterr().err
+    assert ("warning: none-56-s0/responses.csv cannot be read (it cannot be parsed as CSV): left "
+            "out of what it feeds") in err
+    assert "warning: identity-20-s0/responses.csv cannot be read (its header is not" in err
+    assert "Traceback" not in err
+    for name in ("figure_depth", "figure1", "figure6", "figure7"):
+        assert (budget / f"{name}.png").exists(), name
+    readme = (budget / "README.md").read_text()
+    assert "plain-20 above ResNet-20" not in readme  # claim (e) lost ResNet-20's responses
+    assert "plain-56 above ResNet-56" not in readme and "| (a) plain" in readme
+
+
+def test_a_signal_while_drawing_is_one_line(tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+    import experiments.figures
+    fake_run(tmp_path / "quick", "identity", 20, 0, 35, 37)
+    fake_run(tmp_path / "quick", "identity", 56, 0, 33, 36)
+
+    def interrupted(finished, out):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return False
+    monkeypatch.setattr(experiments.figures, "FIGURES", [*experiments.figures.FIGURES[:2],
+                                                      ("figure6", interrupted)])
+    assert figures([str(tmp_path / "quick")]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip() == ("figures stopped by signal 15: the files written "
+                                               "so far are whole; run `make figures` again")
+    assert (tmp_path / "quick/figure_depth.png").exists()  # drawn before the signal, whole
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_a_title_says_no_more_than_the_claims_rule(tmp_path, monkeypatch):
+    """Pre-activation ResNet-56 ends below ResNet-56 on one seed each: claim (d) is not decided,
+    and the figure's title says so rather than "trains more easily"."""
+    import experiments.plotting
+    titles = {}
+    monkeypatch.setattr(experiments.plotting, "save", lambda fig, out: titles.setdefault(
+        out.stem, fig._suptitle.get_text()))
+    budget = tmp_path / "quick"
+    fake_run(budget, "identity", 56, 0, 40, 42, response=1.0)
+    fake_run(budget, "identity", 56, 0, 30, 33, block="preact")
+    fake_run(budget, "none", 56, 0, 60, 62, response=2.0)
+    assert figures([str(budget)]) == 0
+    assert titles["figure_preact"].startswith("(d) The pre-activation unit (He et al. 2016) trains "
+                                              "deep nets more easily than the original: not "
+                                              "decided yet\n")
+    assert titles["figure7"].startswith("Figure 7, (e) ResNets respond more weakly, deeper ones "
+                                        "more so: not decided yet")
+
+
+def test_the_project_readme_takes_its_verdicts_from_the_claims_block_by_block(tmp_path):
+    from experiments.readme import write_findings
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- the claims of results/long, as make figures judged them -->\n"
+                      "- (a) typed by hand: **shown**\n<!-- end of the claims of results/long -->"
+                      "\nrest\n")
+    assert write_findings(readme, "long", ["- (a) plain: **not shown** (shown in 0 of 1)."])
+    assert readme.read_text() == (
+        "intro\n<!-- the claims of results/long, as make figures judged them -->\n"
+        "- (a) plain: **not shown** (shown in 0 of 1).\n<!-- end of the claims of results/long -->"
+        "\nrest\n")
+    assert not write_findings(readme, "quick", ["- (a) ..."])  # no block of that budget
+
+
+def test_the_lesion_figure_states_the_worst_single_removal_from_lesion_csv(tmp_path, monkeypatch):
+    import experiments.plotting
+    titles = {}
+    monkeypatch.setattr(experiments.plotting, "save", lambda fig, out: titles.setdefault(
+        out.stem, fig._suptitle.get_text()))
+    budget = tmp_path / "long"
+    for shortcut, errors in (("identity", [10.0, 11.0, 25.0, 12.0]), ("none", [12.0, 90.0])):
+        fake_run(budget, shortcut, 20, 0, 8, errors[0])
+        pd.DataFrame({"index": range(len(errors)), "unit": ["none"] + [f"u{i}" for i in
+                                                                        range(1, len(errors))],
+                      "test_error": errors}).to_csv(
+            budget / f"runs/{shortcut}-20-s0/lesion.csv", index=False)
+    assert figures([str(budget)]) == 0
+    assert titles["figure_lesion"].startswith(
+        "Removing one unit: the worst single removal raises the test error by +78.0 points "
+        "(plain-20), +15.0 points (ResNet-20)\n")
+    assert "![figure_lesion.png](figure_lesion.png)" in (budget / "README.md").read_text()

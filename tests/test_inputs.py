@@ -2,6 +2,7 @@
 import os
 import re
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,9 @@ def test_every_budget_composes_and_validates(budget):
     ("data.train_examples=10", "data.train_examples=10 is not allowed: null (all) or from "
                                "train.batch_size=128 to the 50,000 training images"),
     ("log.every=7", "log.every must divide log.test_every"),
+    ("batch_norm_group=48", "batch_norm_group=48 is not allowed: null (the whole batch) or, with "
+                            "batch_norm=fused, a divisor of train.batch_size=128 from 2 to 64"),
+    ("batch_norm_group=128", "batch_norm_group=128 is not allowed"),
     ("train.milestones=[0.75,0.5]", "train.milestones=[0.75, 0.5] is not allowed"),
     ("train.precision=fp8", "train.precision='fp8' is not allowed: choose one of float32"),
     ("train.warmup=maybe", "train.warmup='maybe' is not allowed: auto, true or false"),
@@ -174,3 +178,28 @@ def test_a_multirun_whose_every_run_failed_exits_nonzero(tmp_path):
     assert result.returncode == 2
     assert result.stderr.count("is not allowed: depth must be 6n+2") == 2
     assert "error: 2 run(s) failed" in result.stderr
+
+
+def test_a_first_run_with_no_network_and_no_copy_fails_at_once_naming_the_way_out(tmp_path):
+    from src.data import CONNECT_SECONDS
+    try:  # a machine with network downloads as before: nothing to test there
+        socket.create_connection(("www.cs.toronto.edu", 443), timeout=CONNECT_SECONDS).close()
+        pytest.skip("the download host is reachable from this machine")
+    except OSError:
+        pass
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run("budget=smoke", f"results_dir={tmp_path}", f"data.dir={empty}",
+                 "data.download=true")
+    line = one_line_error(result)
+    assert f"cifar10 is not in {empty} and its download host www.cs.toronto.edu cannot be " \
+           "reached" in line
+    assert "TFDS_DATA_DIR=<folder holding cifar10/3.0.2> TFDS_DOWNLOAD=false" in line
+    assert "data.dir=... data.download=false" in line
+
+
+def test_the_two_gpu_batch_norm_groups_compose_and_refuse_keras_batch_norm():
+    check_config(compose("batch_norm_group=64"))  # the paper's two GPUs: 64 of each 128
+    with pytest.raises(ConfigError, match="batch_norm_group=64 is not allowed: .* with "
+                                          "batch_norm=fused"):
+        check_config(compose("batch_norm_group=64", "batch_norm=keras"))

@@ -196,6 +196,37 @@ def test_fused_batch_norm_moving_statistics_use_the_unbiased_variance():
     np.testing.assert_allclose(np.asarray(fused(x, training=False)), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_grouped_batch_norm_normalises_each_group_on_its_own_as_two_devices_would():
+    """batch_norm_group=8 on a batch of 16: each half of the batch normalised with its own
+    statistics (as the paper's two GPUs did with 64 of 128 images), the moving statistics the
+    mean of the halves'; inference as before."""
+    from src.models import BatchNorm
+    rng = np.random.default_rng(5)
+    x = np.concatenate([rng.normal(0, 1, (8, 6, 6, 5)), rng.normal(4, 3, (8, 6, 6, 5))])
+    x = tf.constant(x, tf.float32)
+    grouped, halves = BatchNorm(group=8), BatchNorm()
+    for layer in (grouped, halves):
+        layer.build(x.shape)
+        layer.gamma.assign(np.linspace(0.5, 2, 5))
+        layer.beta.assign(np.linspace(-1, 1, 5))
+    y = grouped(x, training=True).numpy()
+    halves_y = np.concatenate([halves(x[:8], training=True).numpy(),
+                               halves(x[8:], training=True).numpy()])
+    np.testing.assert_allclose(y, halves_y, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(y, BatchNorm()(x, training=True).numpy(), atol=1e-2)  # not the batch's
+    m = 8 * 6 * 6
+    means = [x[:8].numpy().mean((0, 1, 2)), x[8:].numpy().mean((0, 1, 2))]
+    variances = [x[:8].numpy().var((0, 1, 2)) * m / (m - 1),
+                 x[8:].numpy().var((0, 1, 2)) * m / (m - 1)]
+    np.testing.assert_allclose(grouped.moving_mean.numpy(), 0.1 * np.mean(means, 0), rtol=1e-5)
+    np.testing.assert_allclose(grouped.moving_variance.numpy(), 0.9 + 0.1 * np.mean(variances, 0),
+                               rtol=1e-5)
+    expected = ((x.numpy() - grouped.moving_mean.numpy())
+                / np.sqrt(grouped.moving_variance.numpy() + 1.001e-5) * grouped.gamma.numpy()
+                + grouped.beta.numpy())  # inference: the moving statistics, no groups
+    np.testing.assert_allclose(grouped(x, training=False).numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("precision, jit", [("mixed_bfloat16", False), ("mixed_float16", False),
                                             ("float32", True)])
 def test_fused_batch_norm_trains_in_mixed_precision_and_under_xla(precision, jit):
@@ -341,3 +372,33 @@ def test_at_initialisation_plain_56_explodes_backward_and_resnet_56_does_not():
     for column in ("output_gradient_norm", "bn_output_gradient_norm"):
         assert ratios["none"][column] > 100 and 1 < ratios["identity"][column] < 15, ratios
         assert ratios["none"][column] > 20 * ratios["identity"][column], ratios
+
+
+@pytest.mark.parametrize("shortcut, block", [("identity", "original"), ("identity", "preact"),
+                                             ("none", "original")])
+def test_a_lesioned_unit_passes_its_input_on(shortcut, block):
+    """Lesion (experiments.lesion): with a unit removed, a ResNet's unit outputs its shortcut
+    and a plain net's unit its input, in inference mode, whatever the trained weights; undone
+    after."""
+    from experiments.lesion import removable, removed, units
+    from src.models import normalised_outputs
+    model = resnet(8, shortcut, block=block)
+    rng = np.random.default_rng(6)
+    for layer in model.layers:  # trained-looking BN statistics and scales
+        if hasattr(layer, "moving_variance"):
+            for v, low, high in [(layer.moving_mean, -1, 1), (layer.moving_variance, 0.5, 2),
+                                 (layer.gamma, 0.5, 1.5), (layer.beta, -0.5, 0.5)]:
+                v.assign(rng.uniform(low, high, v.shape).astype(np.float32))
+    residual, after = shortcut != "none", normalised_outputs(model)
+    assert units(model) == ["stage1_block1", "stage2_block1", "stage3_block1"]
+    assert [removable(model, u, residual) for u in units(model)] == [True, residual, residual]
+    unit = "stage1_block1"
+    ends = [model.get_layer("stem_relu").output,  # the unit's input and its output
+            model.get_layer(f"{unit}_relu2" if block == "original" else f"{unit}_add").output]
+    probe = keras.Model(model.inputs, ends)
+    x = rng.normal(size=(4, 32, 32, 3)).astype(np.float32)
+    before = probe(x, training=False)[1].numpy()
+    with removed(model, unit, residual, after):
+        unit_in, unit_out = (t.numpy() for t in probe(x, training=False))
+        np.testing.assert_allclose(unit_out, unit_in, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(probe(x, training=False)[1].numpy(), before)  # undone

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from src.config import compose
-from src.rundir import COLUMNS, GRADIENT_COLUMNS, Checkpoint
-from src.train import build_model, make_optimizer
+from src.checkpoint import Checkpoint
+from src.runfiles import COLUMNS, GRADIENT_COLUMNS
+from src.steps import build_model, make_optimizer
 from tests.helpers import LIGHT, interrupt_after_first_row, metrics, run, start
 
 LOSSES_AND_ERRORS = ["train_loss", "train_error", "test_loss", "test_error"]
@@ -51,7 +52,7 @@ def test_smoke_run_writes_a_complete_run_folder(smoke):
     assert responses["index"].tolist() == list(range(1, 8))  # the stem and 6 3x3 convs
     assert responses.layer.iloc[0] == "stem_bn" and (responses["std"] > 0).all()
     (run_dir / "responses.csv").unlink()
-    again = run(str(run_dir), module="experiments.responses")  # recomputed from the checkpoint
+    again = run(str(run_dir), module="experiments.responses")  # from the final weights
     assert again.returncode == 0, again.stderr
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "responses.csv"), responses, rtol=1e-5)
 
@@ -60,9 +61,17 @@ def test_smoke_run_writes_a_complete_run_folder(smoke):
     assert gradients.iteration.tolist() == [i for i in (0, 10, 20, 30) for _ in range(7)]
     assert gradients.layer.tolist()[:3] == ["stem", "stage1_block1_1", "stage1_block1_2"]
     assert (gradients[GRADIENT_COLUMNS[3:]] > 0).all().all()
-    again = run(str(run_dir), module="experiments.gradients")  # recomputed from the checkpoint
+    again = run(str(run_dir), module="experiments.gradients")  # from the final weights
     assert again.returncode == 0, again.stderr
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "gradients.csv"), gradients, rtol=1e-4)
+
+    lesion = run(str(run_dir), module="experiments.lesion")  # each unit removed in turn
+    assert lesion.returncode == 0, lesion.stderr
+    table = pd.read_csv(run_dir / "lesion.csv")
+    assert table["index"].tolist() == [0, 1, 2, 3] and table.unit.iloc[0] == "none"
+    assert table.test_error.iloc[0] == json.loads((run_dir / "summary.json").read_text())[
+        "test_error"]  # the network whole: the run's own last evaluation
+    assert table.test_error.between(0, 100).all()
 
     initial = gradients[gradients.iteration == 0].reset_index(drop=True)
     (run_dir / "gradients.csv").write_text(  # as a run wrote it before iteration 0 was measured
@@ -104,7 +113,8 @@ def test_a_cpu_run_of_over_an_hour_says_so_with_the_smaller_budgets(smoke):
                                         "log.every=10", "log.test_every=5000000")
     assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
     note = [line for line in stopped.stdout.splitlines() if line.startswith("note: ~")]
-    assert len(note) == 1 and "images/s on this CPU (no GPU); budget=long ~" in note[0]
+    assert len(note) == 1 and "images/s on this CPU (no GPU); budget=paper ~" in note[0]
+    assert "budget=long ~" in note[0] and "budget=smoke" not in note[0]  # not on all the data
     assert "budget=quick ~" in note[0] and note[0].endswith("for a whole run")
     assert stopped.stdout.index("note: ~") > stopped.stdout.index("[    10/5000000")
 
@@ -329,9 +339,9 @@ def test_the_plan_marks_a_damaged_run(smoke):
     overrides, run_dir = smoke
     assert run(*overrides).returncode == 0
     cfg = compose(*overrides)
-    assert status(cfg) == ("finished", 30)
+    assert status(cfg.run_dir, cfg) == ("finished", 30)
     (run_dir / "metrics.csv").write_text("")
-    assert status(cfg) == ("damaged", 0)
+    assert status(cfg.run_dir, cfg) == ("damaged", 0)
 
 
 @pytest.mark.parametrize("precision", ["float32", "mixed_float16"])
@@ -436,3 +446,44 @@ def test_the_real_cifar10_has_the_papers_splits_and_trains_end_to_end(real_data,
     assert result.returncode == 0, result.stderr
     rows = metrics(tmp_path / "smoke/runs/identity-20-s0")
     assert rows.iteration.tolist() == [10, 20, 30] and rows.test_error.between(0, 100).all()
+
+
+# --- a finished run whose curve is not whole (issue: damaged side files) -------------------------
+
+def test_a_finished_run_without_its_curve_is_not_finished_and_the_rerun_retrains_it(smoke):
+    overrides, run_dir = smoke
+    assert run(*overrides).returncode == 0
+    curve = metrics(run_dir)
+    (run_dir / "metrics.csv").unlink()
+    again = run(*overrides)
+    assert again.returncode == 0, again.stderr
+    assert "is finished" not in again.stdout
+    assert f"warning: {run_dir} says it is finished but its metrics.csv is missing" in again.stderr
+    assert "(iteration 30) is past the last row of metrics.csv that survived" in again.stderr
+    assert metrics(run_dir).iteration.tolist() == curve.iteration.tolist()  # from the start
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+
+
+def test_a_finished_run_whose_last_row_was_torn_retrains_the_lost_interval(smoke):
+    overrides, run_dir = smoke
+    assert run(*overrides, "train.deterministic=true").returncode == 0
+    curve = metrics(run_dir)
+    text = (run_dir / "metrics.csv").read_text()
+    (run_dir / "metrics.csv").write_text(text[:text.rindex("\n", 0, -1) + 12])  # 30,... cut short
+    again = run(*overrides, "train.deterministic=true")
+    assert again.returncode == 0, again.stderr
+    assert "metrics.csv ends at iteration 20, not at the run's last, 30" in again.stderr
+    assert ", resuming at iteration 20" in again.stdout  # checkpoint.prev.npz, the row before
+    resumed = metrics(run_dir)
+    assert resumed.iteration.tolist() == [10, 20, 30]  # the curve ends at its last iteration
+    pd.testing.assert_frame_equal(resumed[["train_error", "test_error"]],
+                                  curve[["train_error", "test_error"]])
+
+
+def test_a_run_with_batch_norm_groups_trains_and_records_them(smoke):
+    overrides, run_dir = smoke  # batch 32 (LIGHT): two groups of 16
+    result = run(*overrides, "batch_norm_group=16")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["config"]["batch_norm_group"] == 16
+    assert metrics(run_dir).train_loss.notna().all()

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from src.models import resnet
 from src.config import compose
-from src.train import (WARMUP_WINDOW, Interval, PaperSchedule, make_optimizer, make_train_step,
+from src.steps import (WARMUP_WINDOW, Interval, PaperSchedule, make_optimizer, make_train_step,
                        warmup_enabled, warmup_iterations)
 
 
@@ -173,3 +173,10 @@ def test_a_float16_step_skipped_on_overflow_still_counts_toward_the_milestones()
         assert not np.array_equal(model.get_layer("stem_conv").kernel.numpy(), kernel)
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_the_schedule_serialises_to_its_constructors_arguments():
+    schedule = PaperSchedule(0.1, 64000, [0.5, 0.75], 0.01)
+    again = PaperSchedule(**schedule.get_config())
+    for step in (0, 32_000, 48_000):
+        assert float(again(step)) == float(schedule(step))

@@ -8,8 +8,8 @@ import time
 import pandas as pd
 import pytest
 
-from src.train import PAUSE_AT
-from tests.helpers import ROOT, metrics, run, run_process
+from src.process import PAUSE_AT
+from tests.helpers import LIGHT, ROOT, metrics, run, run_process
 
 pytestmark = pytest.mark.slurm
 UP = ROOT / "tests/slurm/up.sh"
@@ -36,9 +36,10 @@ def sweep(results, *args):
 
 def test_the_smoke_sweep_runs_through_sbatch_two_1_cpu_jobs_at_a_time_without_noise(slurm,
                                                                                    tmp_path):
-    p = subprocess.Popen(["make", "reproduce-cifar", "BUDGET=smoke", "LAUNCHER=slurm",
-                          f"RESULTS={tmp_path}",
-                          "ARGS=hydra.launcher.cpus_per_task=1 hydra.launcher.mem_gb=2"],
+    """Plain and ResNet-8, two seeds each: four sbatch jobs on a node of 2 CPUs."""
+    p = subprocess.Popen(["make", "reproduce-cifar", "BUDGET=smoke", "LAUNCHER=slurm", "SEEDS=2",
+                          f"RESULTS={tmp_path}", "ARGS=depth=8 " + " ".join(LIGHT) +
+                          " hydra.launcher.cpus_per_task=1 hydra.launcher.mem_gb=2"],
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     most = 0  # jobs running at once, on a node of 2 CPUs
     while p.poll() is None:

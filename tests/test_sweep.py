@@ -2,6 +2,7 @@
 import json
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -40,7 +41,6 @@ def test_sweep_skips_finished_runs_reports_failures_and_exits_nonzero(tmp_path):
 
 @pytest.mark.heavy
 def test_make_reproduce_cifar_with_a_refused_value_says_so_once_and_draws_nothing(tmp_path):
-    import subprocess
     from tests.helpers import ROOT
     p = subprocess.run(["make", "--no-print-directory", "reproduce-cifar", "BUDGET=nope",
                         f"RESULTS={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -55,7 +55,6 @@ def test_ctrl_c_of_make_reproduce_cifar_stops_the_sweep_and_draws_no_figures(tmp
     """Ctrl-C reaches make, its shell, the sweep and the run (one process group): the run
     checkpoints, the sweep exits 128 + 2, and the figures step does not follow."""
     import os
-    import subprocess
     from tests.helpers import PAUSE_AT, ROOT, default_ctrl_c, run_env
     p = subprocess.Popen(["make", "--no-print-directory", "reproduce-cifar", "BUDGET=smoke",
                           "JOBS=1", f"RESULTS={tmp_path}", "ARGS=depth=8 shortcut=none "
@@ -103,8 +102,8 @@ def test_the_quick_sweep_covers_figure_6_with_three_seeds_where_the_claims_are_m
 def test_the_plan_lists_every_shipped_run_as_finished():
     """The committed run folders count as finished with today's config, whichever version of it
     wrote them (older ones repeated the budget's values under budget.*)."""
-    from src.grids import run_name
-    from src.rundir import read_summary
+    from src.networks import run_name
+    from src.runfiles import read_summary
     from src.sweep import status
     from tests.helpers import ROOT
     shipped = sorted((ROOT / "results").glob("*/runs/*/summary.json"))
@@ -118,7 +117,7 @@ def test_the_plan_lists_every_shipped_run_as_finished():
                       f"results_dir={ROOT / 'results'}")
         assert Path(cfg.run_dir) == path.parent
         assert path.parent.name == run_name(c["block"], c["shortcut"], c["depth"], c["seed"])
-        assert status(cfg)[0] == "finished", path.parent
+        assert status(cfg.run_dir, cfg)[0] == "finished", path.parent
 
 
 def test_the_long_sweep_scouts_first_then_completes_the_claims_then_every_depth_step_by_step():
@@ -246,7 +245,8 @@ def test_a_run_folder_is_trained_by_one_process_at_a_time(smoke):
         f"error: {run_dir} is being trained by process {first.pid}; wait for it to end or stop "
         "it, then run the command again")
     assert holder(run_dir) == str(first.pid)
-    assert status(compose(*overrides))[0] == "running elsewhere"
+    cfg = compose(*overrides)
+    assert status(cfg.run_dir, cfg)[0] == "running elsewhere"
     first.send_signal(signal.SIGTERM)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 128 + signal.SIGTERM, err
@@ -254,3 +254,31 @@ def test_a_run_folder_is_trained_by_one_process_at_a_time(smoke):
     assert holder(run_dir) is None  # the kernel released it
     assert run(*overrides).returncode == 0  # now this process may train it
     assert metrics(run_dir).iteration.tolist() == list(range(10, 70, 10))
+
+
+def rate_processes() -> list[str]:
+    """The PIDs of the packing measurement's processes (src.bench --rate-of) on this machine."""
+    found = subprocess.run(["pgrep", "-f", "src.bench --rate-of"], capture_output=True, text=True)
+    return found.stdout.split()
+
+
+@pytest.mark.heavy
+@pytest.mark.parametrize("phase", ["plan", "packing"])
+def test_a_signal_before_the_first_run_is_one_line_and_leaves_no_process(tmp_path, phase):
+    """Ctrl-C while the sweep plans (measuring step rates) or measures whether packing pays."""
+    p = start("budget=long", "depth=20", "shortcut=none,identity", f"results_dir={tmp_path}",
+              module="src.sweep")
+    deadline = time.time() + 300
+    if phase == "plan":  # printed before the step rates are measured
+        assert p.stdout.readline().startswith("plan: 2 runs"), p.stderr.read()
+    else:
+        while not rate_processes() and p.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert rate_processes(), p.communicate()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert err.strip().splitlines()[-1] == ("sweep stopped by signal 2 before its first run: "
+                                            "nothing was trained; run the same command again")
+    assert "Traceback" not in err and "sweep: run 1" not in out
+    assert not rate_processes() and not (tmp_path / "long/runs").exists()

@@ -1,0 +1,164 @@
+"""The paper's claims as these runs decide them, and Table 6: pure pandas, no plotting.
+
+Every verdict follows one rule, fixed before the runs: a difference of means is "shown" when it
+exceeds SHOWN_AT times the larger seed std of the networks compared. A network with one seed has
+no spread, so a comparison with a one-seed side is "not decided", never "shown".
+"""
+import numpy as np
+import pandas as pd
+
+from experiments.paper import PLAIN_TEST_ERROR, RESNET_TEST_ERROR, RESNET_TEST_ERROR_MEAN
+
+SHOWN_AT = 2
+PLURAL = {"plain": "plain nets", "ResNet": "ResNets"}
+
+
+def stats(runs, name, column) -> tuple[float, float, int]:
+    values = runs[runs.name == name][column]
+    return values.mean(), values.std(), len(values)  # std is NaN for one seed
+
+
+def fmt(mean, std, n) -> str:
+    return f"{mean:.2f}" + ("" if np.isnan(std) else f" ± {std:.2f}") + f" (n={n})"
+
+
+def verdict(difference, stds) -> tuple[str, str]:
+    """(threshold, verdict) of one comparison under the SHOWN_AT rule."""
+    if any(np.isnan(s) for s in stds):
+        return "-", "not decided: a side with one seed"
+    threshold = SHOWN_AT * max(stds)
+    return f"{threshold:.2f}", "shown" if difference > threshold else "not shown at this budget"
+
+
+def judged_final(runs, net):
+    """Final training error of `net` per depth, mean and std over the seeds the claims judge."""
+    return runs[(runs.net == net) & ~runs.scouting].groupby("depth").train_error.agg(
+        ["mean", "std"])
+
+
+def trend(runs, net) -> str:
+    """A title's finding: how the deepest `net` ends in training error against its shallowest,
+    on the seeds the claims judge (scouting runs left out) and qualified by the claims' rule."""
+    final = judged_final(runs, net)
+    if len(final) < 2:
+        return f"{PLURAL[net]}: depth not judged yet (scouting seeds left out)"
+    (shallow, a), (deep, b) = final.iloc[[0, -1]].iterrows()
+    found = verdict(abs(b["mean"] - a["mean"]), [a["std"], b["std"]])[1]
+    qualifier = {"shown": "", "not shown at this budget": ", within the seeds' spread"}.get(
+        found, " (a side with one seed: not decided)")
+    scouted = ", scouting seeds left out" if runs[runs.net == net].scouting.any() else ""
+    return (f"{PLURAL[net]}{scouted}: {deep} layers train "
+            f"{'worse' if b['mean'] > a['mean'] else 'better'} than {shallow}{qualifier}")
+
+
+def table6(runs) -> pd.DataFrame:
+    """Depth, parameters, plain and ResNet final test error (mean +- std, n), paper, difference."""
+    rows = []
+    for depth in sorted(runs[runs.net.isin(["plain", "ResNet"])].depth.unique()):
+        cells = {}
+        for net in ("plain", "ResNet"):
+            mean, std, n = stats(runs, f"{net}-{depth}", "test_error")
+            cells[net] = ("" if n == 0 else fmt(mean, std, n)), mean
+        params = runs[(runs.depth == depth) & runs.net.isin(["plain", "ResNet"])].parameters
+        paper = RESNET_TEST_ERROR.get(depth, float("nan"))
+        mean = RESNET_TEST_ERROR_MEAN.get(depth)
+        rows.append({"depth": depth, "parameters (M)": round(params.iloc[0] / 1e6, 2),
+                     "plain test error (%)": cells["plain"][0],
+                     "paper plain (%, Fig. 6)": PLAIN_TEST_ERROR.get(depth, float("nan")),
+                     "ResNet test error (%)": cells["ResNet"][0],
+                     "paper ResNet (%, Table 6; best of 5 at 110)": paper,
+                     "paper ResNet mean (%, Table 6)": fmt(*mean) if mean else "",
+                     "ResNet minus paper (its mean where given)":
+                         round(cells["ResNet"][1] - (mean[0] if mean else paper), 2)})
+    return pd.DataFrame(rows)
+
+
+def claims(runs, responses) -> pd.DataFrame:
+    """Each claim of the paper that these runs can test, as a row: what is compared, the two
+    sides (mean +- std, n), the difference in the claim's direction, the threshold, the verdict."""
+    rows = []
+
+    def compare(claim, table, column, better, worse):
+        """The claim: network `better` has a lower `column` than network `worse`."""
+        if not {better, worse} <= set(table.name):
+            return
+        (mb, sb, nb), (mw, sw, nw) = stats(table, better, column), stats(table, worse, column)
+        threshold, found = verdict(mw - mb, [sb, sw])
+        rows.append({"claim": claim, "comparison": f"{worse} above {better}", "metric": column,
+                     "higher": fmt(mw, sw, nw), "lower": fmt(mb, sb, nb),
+                     "difference": round(mw - mb, 2), "threshold": threshold, "verdict": found})
+
+    def depths(net):
+        """Every pair of adjacent depths, and 20 vs 56; each pair once."""
+        found = sorted(runs[runs.net == net].depth.unique())
+        pairs = list(zip(found, found[1:])) + ([(20, 56)] if {20, 56} <= set(found) else [])
+        return list(dict.fromkeys(pairs))
+
+    for a, b in depths("plain"):
+        compare("(a) plain: training error rises with depth", runs, "train_error", f"plain-{a}",
+                f"plain-{b}")
+    if {"plain-20", "plain-56", "ResNet-20", "ResNet-56"} <= set(runs.name):
+        final = {(net, d): stats(runs, f"{net}-{d}", "train_error")
+                 for net in ("plain", "ResNet") for d in (20, 56)}
+        gap = {net: final[net, 56][0] - final[net, 20][0] for net in ("plain", "ResNet")}
+        threshold, found = verdict(gap["plain"] - gap["ResNet"], [s for _, s, _ in final.values()])
+        rows.append({"claim": "(b) shortcuts shrink the depth penalty",
+                     "comparison": "plain 20->56 penalty above ResNet 20->56 penalty",
+                     "metric": "train_error", "higher": f"{gap['plain']:+.2f}",
+                     "lower": f"{gap['ResNet']:+.2f}",
+                     "difference": round(gap["plain"] - gap["ResNet"], 2),
+                     "threshold": threshold, "verdict": found})
+    for a, b in depths("ResNet"):
+        for metric in ("train_error", "test_error"):
+            compare("(c) ResNets: deeper is better", runs, metric, f"ResNet-{b}", f"ResNet-{a}")
+    for depth in sorted(runs[runs.net == "pre-act ResNet"].depth.unique()):
+        compare("(d) pre-activation trains deep nets more easily", runs, "train_error",
+                f"pre-act ResNet-{depth}", f"ResNet-{depth}")
+    if not responses.empty:  # one number per run: the mean over its layers of the response std
+        per_run = responses.groupby(["name", "seed"])["std"].mean().reset_index()
+        for worse, better in [("plain-20", "ResNet-20"), ("plain-56", "ResNet-56"),
+                              ("ResNet-20", "ResNet-56"), ("ResNet-56", "ResNet-110")]:
+            compare("(e) Figure 7: ResNets respond more weakly, deeper ones more so", per_run,
+                    "std", better, worse)
+    return pd.DataFrame(rows)
+
+
+def judge(runs, responses) -> pd.DataFrame:
+    """The claims on the seeds they are judged on: the scouting runs left out."""
+    scouts = runs[runs.scouting].folder
+    return claims(runs[~runs.scouting],
+                  responses[~responses.folder.isin(scouts)] if not responses.empty else responses)
+
+
+def claim_word(rows) -> str:
+    """What the rule says of one claim's comparisons: shown, not shown, partly shown, not decided
+    yet; "where decided" when some have a one-seed side."""
+    decided = rows[~rows.verdict.str.startswith("not decided")]
+    shown = (decided.verdict == "shown").sum()
+    return ("not decided yet" if decided.empty else "partly shown" if 0 < shown < len(decided)
+            else ("shown" if shown else "not shown")
+            + (" where decided" if len(decided) < len(rows) else ""))
+
+
+def finding(judged, claim: str) -> str | None:
+    """A title's word for the claim whose name starts with `claim` ("(d)"), or None if these
+    runs do not test it: a title says no more than the rule."""
+    rows = judged[judged.claim.str.startswith(claim)] if not judged.empty else judged
+    return claim_word(rows) if len(rows) else None
+
+
+def claim_lines(judged, budget) -> list[str]:
+    """One line per claim: in how many of its comparisons the rule finds it shown. A claim with
+    undecided comparisons is "shown" or "not shown" only "where decided"."""
+    lines = []
+    for claim, rows in (judged.groupby("claim", sort=False) if not judged.empty else []):
+        decided = rows[~rows.verdict.str.startswith("not decided")]
+        shown = (decided.verdict == "shown").sum()
+        lines.append(f"- {claim}: **{claim_word(rows)}** (shown in {shown} of {len(rows)} comparisons"
+                     + (f", {len(rows) - len(decided)} not decided: a side with one seed)."
+                        if len(decided) < len(rows) else ")."))
+    if budget != "paper":
+        lines.append("- (c) is the paper's Table 6, the result of the full 64k-iteration schedule; "
+                     "whatever a shorter budget shows, the test of it is the paper budget on a "
+                     "GPU: `make reproduce-cifar BUDGET=paper SEEDS=5` (docs/speed.md).")
+    return lines

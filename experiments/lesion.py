@@ -1,0 +1,139 @@
+"""Lesion (Veit et al., "Residual Networks Behave Like Ensembles of Relatively Shallow Networks",
+NeurIPS 2016): a finished run's test error with one residual unit removed at a time.
+
+    python -m experiments.lesion RUN_DIR [RUN_DIR ...]
+
+From the run's final weights (experiments.trained), in inference mode with BN's moving
+statistics as trained. In a ResNet, removing a unit skips its residual branch and keeps its
+shortcut: the branch's last BN (original unit) or its last convolution (pre-activation unit) is
+set to output zero, so the unit passes on its shortcut (the ReLU after the sum leaves the
+non-negative shortcut of an original unit as it is). In a plain net there is no shortcut; a unit
+that keeps its input's shape is replaced by the identity instead (both convolutions a centre tap,
+both BNs undoing their normalisation, and each ReLU then passes its non-negative input), and a
+unit that changes the shape cannot be removed. Each lesion is undone before the next. Writes
+lesion.csv beside the run: one row per unit (`index` from 1, in network order) with its test
+error, and `index` 0 for the network whole. Costs one evaluation of the test set per unit.
+"""
+import contextlib
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments import plotting
+from experiments.runs import Runs
+from experiments.trained import command, final_network, write_csv
+from src.runfiles import read_table
+
+CSV = "lesion.csv"
+COLUMNS = ["index", "unit", "test_error"]
+UNIT = re.compile(r"(stage\d+_block\d+)_2_conv$")
+
+
+def units(model) -> list[str]:
+    """The residual units (or plain blocks) of a network, in order: stage1_block1, ..."""
+    return [UNIT.match(layer.name).group(1) for layer in model.layers if UNIT.match(layer.name)]
+
+
+def removable(model, unit: str, residual: bool) -> bool:
+    """A ResNet's every unit; a plain net's units that keep their input's shape."""
+    first = model.get_layer(f"{unit}_1_conv")
+    return residual or (first.strides == (1, 1) and first.input.shape[-1] == first.filters)
+
+
+@contextlib.contextmanager
+def removed(model, unit: str, residual: bool, after: dict):
+    """The network with `unit` removed while the block runs; its weights as before after it.
+    `after`: src.models.normalised_outputs(model), the layer that ends each conv's branch."""
+    if residual:  # the branch's last layer, its BN (original unit) or its conv (pre-activation)
+        changed = [after[f"{unit}_2_conv"]]
+    else:
+        changed = [model.get_layer(f"{unit}_{k}_{kind}") for k in (1, 2) for kind in ("conv", "bn")]
+    kept = [[v.numpy() for v in layer.weights] for layer in changed]
+    try:
+        for layer in changed:
+            if residual:  # the branch outputs zero: BN's gamma and beta, or the conv's kernel
+                for v in layer.trainable_weights:
+                    v.assign(np.zeros(v.shape, v.dtype))
+            elif "_conv" in layer.name:  # a centre tap: output channel c = input channel c
+                kernel = np.zeros(layer.kernel.shape, np.float32)
+                kernel[1, 1] = np.eye(kernel.shape[2], kernel.shape[3])
+                layer.kernel.assign(kernel)
+            else:  # BN undoes its own normalisation: gamma = its std, beta = its mean
+                epsilon = max(layer.epsilon, 1.001e-5)  # the fused kernel's floor
+                layer.gamma.assign(np.sqrt(layer.moving_variance.numpy() + epsilon))
+                layer.beta.assign(layer.moving_mean.numpy())
+        yield
+    finally:
+        for layer, values in zip(changed, kept):
+            for v, value in zip(layer.weights, values):
+                v.assign(value)
+
+
+def measure(run_dir: Path) -> pd.DataFrame:
+    """The run's test error whole (index 0) and with each removable unit removed."""
+    from src import data as cifar
+    from src.models import normalised_outputs
+    from src.steps import evaluate, make_test_step
+    with final_network(run_dir) as (cfg, model, data):
+        residual, after = cfg.shortcut != "none", normalised_outputs(model)
+        step, batches = make_test_step(model), cifar.test_batches(data)
+        rows = [{"index": 0, "unit": "none", "test_error": evaluate(step, batches)[1]}]
+        for index, unit in enumerate(units(model), 1):
+            if removable(model, unit, residual):
+                with removed(model, unit, residual, after):
+                    rows.append({"index": index, "unit": unit,
+                                 "test_error": evaluate(step, batches)[1]})
+        table = pd.DataFrame(rows, columns=COLUMNS)
+        write_csv(run_dir, CSV, table)
+    worst = table.iloc[1:].test_error.max() if len(table) > 1 else np.nan
+    print(f"{run_dir}: wrote {CSV} ({len(table) - 1} units removed one at a time; test error "
+          f"{table.test_error.iloc[0]:.2f}% whole, at worst {worst:.2f}%)")
+    return table
+
+
+def read_lesion(run_dir: Path) -> pd.DataFrame:
+    return read_table(Path(run_dir) / CSV, COLUMNS, integers=("index",), text=("unit",))
+
+
+NETS = ["plain-20", "ResNet-20", "plain-56", "ResNet-56"]
+
+
+def figure_lesion(finished: Runs, out: Path) -> bool:
+    """Test error against the unit removed, plain against ResNet, the whole network's as a
+    dotted line of the same colour; seeds averaged, each seed thin."""
+    import matplotlib.pyplot as plt
+    table = finished.side(read_lesion, CSV)
+    table = table[table.name.isin(NETS)] if not table.empty else table
+    if table.empty:
+        print("figure_lesion: no lesion.csv of plain or ResNet 20/56 runs "
+              "(python -m experiments.lesion RUN_DIR); skipped")
+        return False
+    palette = plotting.by_depth(table)
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    whole, worst = table[table["index"] == 0], table[table["index"] > 0]
+    for label in plotting.network_order(table):
+        style = {"linestyle": "--" if label.startswith("plain") else "-", "marker": "o",
+                 "markersize": 3, "linewidth": 1.5}
+        plotting.lines(ax, worst, "test_error", palette, [label], x="index", **style)
+        ax.axhline(whole[whole.label == label].test_error.mean(), color=palette[label],
+                   linestyle=":", linewidth=1)
+        ax.plot([], [], color=palette[label], label=label, **style)
+    ax.plot([], [], color="grey", linestyle=":", label="the network whole")
+    ax.set(xlabel="unit removed (network order)", ylabel="test error (%)",
+           title="BN statistics as trained; a plain net's units that change shape cannot be removed")
+    ax.legend(fontsize=7)
+    rise = (worst.groupby("name").test_error.max() - whole.groupby("name").test_error.mean())
+    return plotting.finish(fig, "Removing one unit: the worst single removal raises the test "
+                           "error by " + ", ".join(f"{rise[n]:+.1f} points ({n})" for n in NETS
+                                                   if n in rise.index), finished.runs, out)
+
+
+def main(argv=sys.argv[1:]):
+    return command(measure, __doc__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""What every figure draws with: one colour per network, each seed a thin line under the mean of
+its network, error axes with chance marked, the finding as the title with the budget under it,
+and the provenance footnote; written atomically as PNG and a date-free PDF.
+"""
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
+import numpy as np  # noqa: E402
+
+CHANCE = 90  # % error of a guess among 10 classes
+
+
+def network_order(frame) -> list[str]:
+    """Network labels in a stable order: family (plain, ResNet, ...), then depth."""
+    return frame.sort_values(["net", "depth"]).label.drop_duplicates().tolist()
+
+
+def lines(ax, data, y, palette, order, x="iteration", **style):
+    """Each seed a thin line, the mean over seeds a bold one, one colour per network."""
+    for label in order:
+        net = data[data.label == label]
+        if net.empty:
+            continue
+        if net.seed.nunique() > 1:
+            for _, seed in net.groupby("seed"):
+                seed = seed.sort_values(x)  # e.g. Figure 7's layers sorted by magnitude
+                ax.plot(seed[x], seed[y], color=palette[label], linewidth=0.6, alpha=0.45,
+                        linestyle=style.get("linestyle", "-"))
+        mean = net.groupby(x)[y].mean()
+        ax.plot(mean.index, mean.values, color=palette[label], **style)
+
+
+def error_limit(curves) -> float:
+    """The top of an error axis: room above the runs' final errors, at least 20% (the paper's
+    Figure 6 shows 0-20%), up to 100% (and chance) when a run ends near it. The early curves leave
+    the axis above, as in the paper; the ends, where the claims are, stay apart."""
+    ends = curves.sort_values("iteration").groupby(["label", "seed"]).last()
+    worst = ends[["train_error", "test_error"]].max().max()
+    return float(np.clip(10 * np.ceil(1.5 * worst / 10), 20, 100))
+
+
+def error_axes(ax, title, ylim):
+    """Error in % against iterations, with a dotted line at chance."""
+    ax.axhline(CHANCE, color="grey", linestyle=":", linewidth=1)
+    ax.annotate("chance", (1, CHANCE), xycoords=("axes fraction", "data"), ha="right",
+                va="bottom", fontsize=7, color="grey", annotation_clip=True)
+    ax.set(title=title, xlabel="iterations", ylabel="error (%)", ylim=(0, ylim))
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(5))
+    ax.xaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
+
+
+def curves_panel(ax, curves, title, palette, ylim):
+    """Dashed: training error; bold: test error; one colour per network; thin: single seeds."""
+    order = network_order(curves)
+    lines(ax, curves, "train_error", palette, order, linestyle="--", linewidth=1.2)
+    lines(ax, curves.dropna(subset=["test_error"]), "test_error", palette, order,
+           linewidth=2.2, marker="o", markersize=3)
+    error_axes(ax, title, ylim)
+    handles = [plt.Line2D([], [], color=palette[label], linewidth=2.2, label=label)
+               for label in order]
+    handles += [plt.Line2D([], [], color="black", linestyle="--", linewidth=1.2, label="training"),
+                plt.Line2D([], [], color="black", linewidth=2.2, label="test"),
+                plt.Line2D([], [], color="black", linewidth=0.6, alpha=0.45, label="one seed")]
+    ax.legend(handles=handles, fontsize=7, ncols=2)
+
+
+def seed_count(runs, kind="") -> str:
+    """The seeds per network: '3 seeds', '1-3 seeds'; kind qualifies them ('judged ')."""
+    n = runs.groupby("name").seed.nunique()
+    return f"{n.min()} {kind}seed{'s' if n.max() > 1 else ''}" if n.min() == n.max() else \
+        f"{n.min()}-{n.max()} {kind}seeds"
+
+
+def budget_title(runs):
+    """The budget behind a figure (the hardware is in the README's provenance list)."""
+    return (f"budget '{runs.budget.iloc[0]}': {runs.iterations.max():,} iterations "
+            f"(the paper: 64,000), {seed_count(runs)} per net (n in the legend)")
+
+
+DEPTH_COLOURS = {20: "tab:blue", 32: "tab:green", 44: "tab:orange", 56: "tab:red",
+                 110: "tab:purple", 1202: "black"}
+
+
+def by_depth(frame) -> dict:
+    """One colour per depth, the same in every panel and figure, far apart for 20/32/44."""
+    return {label: DEPTH_COLOURS.get(depth, "tab:brown")
+            for label, depth in zip(frame.label, frame.depth)}
+
+
+def finish(fig, title: str, runs, out: Path) -> bool:
+    """The finding as the title, the budget under it; then written (_save)."""
+    fig.suptitle(f"{title}\n{budget_title(runs)}", fontsize=10)
+    fig.tight_layout()
+    hardware = ", ".join(sorted(set(runs.cpu))) + "; " + (", ".join(sorted(set(runs.gpus) - {""}))
+                                                         or "no GPU")
+    fig.text(0.995, 0.003, f"trained on {hardware}", ha="right", va="bottom", fontsize=6,
+             color="grey")  # the footnote of provenance; the budget README has the rest
+    save(fig, out)
+    return True
+
+
+def save(fig, out: Path):
+    """Write the PNG and a vector PDF beside it, atomically: a kill leaves the old figure, never
+    a torn one. The PDF carries no creation date, so the same runs give the same bytes."""
+    for path, metadata in ((out, None), (out.with_suffix(".pdf"), {"CreationDate": None})):
+        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        fig.savefig(tmp, dpi=110, bbox_inches="tight", metadata=metadata)
+        tmp.replace(path)
+    plt.close(fig)

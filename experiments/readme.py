@@ -1,0 +1,148 @@
+"""A budget folder's README.md, table6.md and table6.csv: what was run, on what, the claims as
+the rule decides them, the figures, the backward signal's ratios, Table 6 and every run.
+"""
+from pathlib import Path
+
+import pandas as pd
+
+from experiments.claims import SHOWN_AT, claim_lines, judge, table6
+from experiments.gradients import gradient_points, gradient_ratios, read_gradient_table
+from experiments.runs import Runs
+from src.runfiles import WEIGHTS, read_responses, write_text
+
+
+ROOT = Path(__file__).resolve().parent.parent
+# The project README's block of each shipped budget's claims, rewritten by every `make figures`
+# of that budget: no verdict there is typed by hand.
+FINDINGS = ("<!-- the claims of results/{budget}, as make figures judged them -->",
+            "<!-- end of the claims of results/{budget} -->")
+
+
+def write_findings(readme: Path, budget: str, lines: list[str]) -> bool:
+    """Put `lines` between the budget's FINDINGS markers in `readme`, where it has them."""
+    start, end = (marker.format(budget=budget) for marker in FINDINGS)
+    text = readme.read_text() if readme.exists() else ""
+    if start not in text or end not in text:
+        return False
+    before, rest = text.split(start, 1)
+    new = before + start + "\n" + "\n".join(lines) + "\n" + end + rest.split(end, 1)[1]
+    if new != text:
+        write_text(readme, new)
+    return True
+
+
+def warmups(finished: Runs) -> list[str]:
+    """Where each warmed-up run went back to train.lr: summary.json's warmup_ended_at, or, for
+    runs that predate it, the first row of metrics.csv at train.lr (an upper bound)."""
+    lines = []
+    for run in finished.runs.itertuples():
+        curve = finished.curves[finished.curves.folder == run.folder].sort_values("iteration")
+        full = curve[curve.lr >= run.lr].iteration
+        if pd.notna(run.warmup_ended_at):
+            ended = f"at iteration {int(run.warmup_ended_at):,}"
+        elif curve.lr.iloc[0] >= run.lr:  # no warm-up
+            continue
+        elif full.empty:
+            ended = f"never: below lr {run.lr} at every row"
+        else:
+            ended = (f"by iteration {full.iloc[0]:,} (its first row at full lr; the run predates "
+                     "summary.json's warmup_ended_at)")
+        lines.append(f"- {run.folder}: {ended}")
+    return ["Warm-up at lr 0.01 (the paper, 110 layers: until the training error is below 80%, "
+            "\"about 400 iterations\"; pre-activation units: their paper's 400 iterations), where "
+            "each run went back to lr 0.1:", "", *lines, ""] if lines else []
+
+
+def write_budget(finished: Runs, made: list[str]) -> None:
+    """The tables and the README of a budget folder with finished runs; `made`: the figures
+    drawn, the headline first."""
+    gradients = finished.side(read_gradient_table, "gradients.csv")
+    points = gradient_points(gradients) if not gradients.empty else pd.DataFrame()
+    bn = (gradient_ratios(points, "bn_output_gradient_norm")
+          if "bn_output_gradient_norm" in points else pd.DataFrame())
+    backward = [] if points.empty else [
+        "## The backward signal (`figure_gradients.png`)", "",
+        "The paper argues that the degradation is not vanishing gradients: with BN, \"the backward "
+        "propagated gradients exhibit healthy norms\". Measured here (gradients.csv, the norm of "
+        "the loss gradient at each convolution's output on the row's batch), the geometric mean "
+        "over the first third of the convolutions divided by that over the last third (1: the "
+        "signal reaches the first layers as strong as it leaves the last). BN rescales this "
+        "quantity: a kernel multiplied by c gives the same function and 1/c of this gradient "
+        "(docs/runs.md), so a small value after training can mean large early kernels, not a "
+        "weak signal:", "",
+        gradient_ratios(points).pivot(index="name", columns="moment", values="first_over_last")
+        [list(dict.fromkeys(points.moment))].to_markdown(floatfmt=".3g"), "",
+        *(["The same ratio at the BN outputs, which no rescaling of a kernel changes (where the "
+           "rows have it):", "", bn.pivot(index="name", columns="moment",
+                                          values="first_over_last").to_markdown(floatfmt=".3g"),
+           ""] if not bn.empty else [])]
+    runs, budget_dir = finished.runs, finished.folder
+    table = table6(runs)
+    write_text(budget_dir / "table6.csv", table.to_csv(index=False))
+    markdown = table.to_markdown(index=False, floatfmt=".2f")
+    write_text(budget_dir / "table6.md", markdown + "\n")
+    listing = runs.sort_values(["net", "depth", "seed"]).assign(
+        code=lambda r: r.commits.map(lambda c: " ".join(commit[:7] for commit in c)))[
+        ["name", "seed", "iterations", "train_error", "test_error", "wall_seconds", "weights",
+         "recipe", "code"]]
+    recipes = runs.recipe.unique()
+    n = runs.groupby("name").seed.nunique()
+    left = finished.missing()
+    scouts = runs[runs.scouting].folder.tolist()
+    judged = judge(runs, finished.side(read_responses, "responses.csv"))
+    hours = runs.wall_seconds.sum() / 3600
+    commits = set(runs.commits.sum())  # of every segment of every run
+    readme = [
+        f"# CIFAR-10, budget `{runs.budget.iloc[0]}`", "",
+        "Made by `make figures` (python -m experiments.figures) from the run folders in `runs/`; "
+        "every number below comes from their `metrics.csv`, `summary.json`, `responses.csv` and "
+        "`gradients.csv`.", "", *[f"![{name}]({name})" for name in made[:1]], "",
+        f"- iterations per run: {runs.iterations.max():,} (batch {runs.batch_size.iloc[0]}; lr "
+        f"{runs.lr.iloc[0]} divided by 10 at {runs.milestones.iloc[0]} of them; "
+        f"{', '.join(sorted(runs.precision.unique()))})",
+        "- seeds per network: " + ", ".join(f"{name} n={k}" for name, k in n.items()),
+        f"- hardware: {runs.cpu.iloc[0]}" + (f", {runs.gpus.iloc[0]}" if runs.gpus.iloc[0] else
+                                             ", no GPU"),
+        f"- total compute: {hours:.2f} h of training and evaluation wall time over {len(runs)} "
+        f"run{'s' if len(runs) > 1 else ''}",
+        *([f"- scouting runs (they chose the budget's length; left out of the claims): "
+           f"{', '.join(scouts)}"] if scouts else []),
+        (f"- recipe: every run's config holds the same one (`train.*` but the length, and "
+         f"`batch_norm`, hashed: {recipes[0]})" if len(recipes) == 1 else
+         f"- recipe: {len(recipes)} different ones (hashes {', '.join(recipes)}; the runs list "
+         "which)"),
+        f"- code: commit {', '.join(sorted(commits - {'unknown'}))}"
+        + ("; earlier segments of resumed runs: not recorded (trained before runs kept one per "
+           "segment)" if "unknown" in commits else ""),
+        "- still to run: " + (", ".join(left) if left else "nothing: every planned run is in"), "",
+        "## Claims", "",
+        f"Each claim is judged by one rule, fixed before the runs: **shown** when the difference of "
+        f"the means exceeds {SHOWN_AT} x the larger seed standard deviation of the networks "
+        "compared; a comparison with a one-seed side has no spread and is **not decided**; else "
+        "**not shown at this budget**. Errors are final values in % "
+        "(the training error running over the last logged interval); `std` in (e) is a run's "
+        "layer response std averaged over its 3x3 layers.", "",
+        *claim_lines(judged, runs.budget.iloc[0]), "",
+        judged.to_markdown(index=False, floatfmt=".2f") if not judged.empty else "(no pairs yet)",
+        "", *[f"![{name}]({name})" for name in made[1:]], "", *backward,
+        "## Table 6 (final test error: the last evaluation, never the best one)", "",
+        *(["Every seed that ran, the scouting ones included (the claims leave them out).", ""]
+          if scouts else []), markdown, "",
+        "The paper's ResNet column is one run per depth, except at 110 layers: the best of 5 runs, "
+        "beside their mean; the difference is taken from the mean where the paper gives one.", "",
+        *warmups(finished),
+        "## Runs", "", f"A run with `{WEIGHTS}` ships its trained network (Keras' `load_weights`"
+        " into the network `src.models.resnet` builds); `python -m experiments.evaluate "
+        f"{budget_dir.as_posix()}/runs/<run>` checks it against the run's final test error. Runs "
+        "finished before the suite kept their weights have none. `recipe`: the hash of its config's "
+        "training recipe; `code`: the commit of each segment it was trained in (the start, then "
+        "each resume; `unknown` for a segment trained before runs recorded one: its config is "
+        "known, its code is not).", "",
+        listing.to_markdown(index=False, floatfmt=".2f"), "",
+    ]
+    write_text(budget_dir / "README.md", "\n".join(readme))
+    if budget_dir.resolve() == (ROOT / "results" / budget_dir.name).resolve():  # shipped runs
+        write_findings(ROOT / "README.md", budget_dir.name,
+                       claim_lines(judged, runs.budget.iloc[0]))
+
+

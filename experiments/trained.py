@@ -1,0 +1,90 @@
+"""A finished run's trained network, for the commands that analyse it (experiments.evaluate,
+.responses, .gradients and every analysis): read-only.
+
+`final_network` shares the run folder's lock (no training starts in it meanwhile, and a run that
+trains is refused), builds the network of the run's config with src.models and loads the run's
+final weights (final.weights.h5) into it; it writes nothing and renames nothing. A run without
+them (finished before runs wrote them) is refused in one line. An analysis writes only its own
+CSV, with `write_csv`.
+
+Data: data.dir and data.download of the run's config, or TFDS_DATA_DIR and TFDS_DOWNLOAD where
+they are set; the same slices, so the same mean image as the run. TensorFlow is imported when a
+network is built, not with this module: `make figures` reads the analyses' CSVs without it.
+"""
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from src.rundir import RunDirError, reading
+from src.runfiles import WEIGHTS, read_summary, write_atomic
+
+
+@contextlib.contextmanager
+def final_network(run_dir: Path):
+    """(config, the finished network with its final weights, its data), under the run's
+    precision policy and the folder's shared lock while the block runs."""
+    from src.steps import build_model
+    run_dir = Path(run_dir)
+    summary = read_summary(run_dir) if run_dir.is_dir() else None
+    if summary is None or summary.status != "finished" or not (run_dir / WEIGHTS).exists():
+        raise SystemExit(f"error: {run_dir} holds no finished run with its {WEIGHTS} (runs "
+                         "finished before the suite wrote them have none): nothing to analyse")
+    cfg = OmegaConf.create(summary.config)
+    try:
+        with reading(run_dir), precision(cfg):
+            model = build_model(cfg)  # src.models.resnet of the run's config
+            model.load_weights(run_dir / WEIGHTS)
+            yield cfg, model, run_data(cfg)
+    except RunDirError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+@contextlib.contextmanager
+def precision(cfg):
+    """The run's precision policy while the block runs."""
+    import keras
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(cfg.train.precision)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+def run_data(cfg):
+    """The run's slices of CIFAR-10 (so the same mean image), from its data.dir and
+    data.download, or from TFDS_DATA_DIR and TFDS_DOWNLOAD where they are set, read as a run's
+    config reads them."""
+    from src import data as cifar
+    from src.config import compose
+    data, here = cfg.data, compose().data
+    data_dir = here.dir if "TFDS_DATA_DIR" in os.environ else data.dir
+    download = here.download if "TFDS_DOWNLOAD" in os.environ else data.download
+    return cifar.load(data_dir, download, data.train_examples, data.test_examples,
+                      data.validation)
+
+
+def write_csv(run_dir: Path, name: str, frame) -> None:
+    """An analysis's own CSV in the run folder, written whole or not at all."""
+    write_atomic(Path(run_dir) / name, lambda f: frame.to_csv(f, index=False,
+                                                            float_format="%.6g"))
+
+
+def command(analyse, doc: str, argv) -> int:
+    """`python -m experiments.<name> RUN_DIR [RUN_DIR ...]`: `analyse` each run folder."""
+    if not argv or argv[0] in ("-h", "--help"):
+        print(doc)
+        return 0 if argv else 2
+    from src import configure_tensorflow
+    configure_tensorflow()
+    from src.data import DataError
+    try:
+        for run_dir in argv:
+            analyse(Path(run_dir))
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

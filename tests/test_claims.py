@@ -1,0 +1,86 @@
+"""The claims engine on its own: the rule, the comparisons, the lines and Table 6, from frames of
+final errors (pure pandas: no figure is drawn and matplotlib is not imported)."""
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+
+from experiments.claims import SHOWN_AT, claim_lines, claims, table6, trend, verdict
+
+
+def finals(errors: dict, test_offset=3.0) -> pd.DataFrame:
+    """A frame of finished runs: {"plain-20": [train errors per seed], ...}."""
+    rows = []
+    for name, values in errors.items():
+        net, depth = name.rsplit("-", 1)
+        for seed, error in enumerate(values):
+            rows.append({"name": name, "net": net, "depth": int(depth), "seed": seed,
+                         "train_error": error, "test_error": error + test_offset,
+                         "parameters": 270_000, "scouting": False})
+    return pd.DataFrame(rows)
+
+
+def test_the_rule_needs_a_spread_on_both_sides_and_a_difference_beyond_it():
+    assert verdict(5.0, [1.0, np.nan]) == ("-", "not decided: a side with one seed")
+    assert verdict(2.1, [1.0, 0.5]) == (f"{SHOWN_AT * 1.0:.2f}", "shown")
+    assert verdict(1.9, [1.0, 0.5])[1] == "not shown at this budget"
+
+
+def test_the_claims_are_judged_comparison_by_comparison():
+    runs = finals({"plain-20": [7.0, 7.2, 7.1], "plain-56": [40.0, 44.0, 42.0],
+                   "ResNet-20": [6.0, 6.4, 6.2], "ResNet-56": [4.0, 6.5, 5.0]})
+    judged = claims(runs, pd.DataFrame())
+    by = judged.set_index(["claim", "metric"]).verdict
+    assert by["(a) plain: training error rises with depth", "train_error"] == "shown"
+    assert by["(b) shortcuts shrink the depth penalty", "train_error"] == "shown"
+    # ResNet-56 ends 1.03 below ResNet-20 with a std of 1.25: within the rule's 2.5
+    assert by["(c) ResNets: deeper is better", "train_error"] == "not shown at this budget"
+    assert judged.difference.tolist()[0] == round(42.0 - 7.1, 2)
+    lines = claim_lines(judged, "long")
+    assert lines[0].startswith("- (a) plain: training error rises with depth: **shown** (shown "
+                               "in 1 of 1 comparisons).")
+    assert "(c) ResNets: deeper is better: **not shown** (shown in 0 of 2" in lines[2]
+    assert "the paper budget on a GPU" in lines[-1]
+    assert "paper budget on a GPU" not in " ".join(claim_lines(judged, "paper"))
+
+
+def test_a_one_seed_side_is_never_shown_and_the_claim_says_where_it_is_decided():
+    runs = finals({"plain-20": [7.0], "plain-44": [20.0, 22.0], "plain-56": [40.0, 41.0],
+                   "plain-32": [10.0, 10.5]})
+    judged = claims(runs, pd.DataFrame())
+    assert (judged.verdict == "not decided: a side with one seed").sum() == 2  # 20-32, 20-56
+    assert "**shown where decided** (shown in 2 of 4 comparisons, 2 not decided" in \
+        claim_lines(judged, "quick")[0]
+
+
+def test_table6_puts_the_papers_numbers_beside_the_runs():
+    table = table6(finals({"plain-56": [40.0, 42.0], "ResNet-56": [5.0]}))
+    row = table.iloc[0]
+    assert row["depth"] == 56 and row["paper ResNet (%, Table 6; best of 5 at 110)"] == 6.97
+    assert row["ResNet test error (%)"] == "8.00 (n=1)"
+    assert row["ResNet minus paper (its mean where given)"] == 1.03
+    resnet110 = table6(finals({"ResNet-110": [4.0, 4.2]})).iloc[0]  # test errors 7.0 and 7.2
+    assert resnet110["paper ResNet (%, Table 6; best of 5 at 110)"] == 6.43
+    assert resnet110["paper ResNet mean (%, Table 6)"] == "6.61 ± 0.16 (n=5)"
+    assert resnet110["ResNet minus paper (its mean where given)"] == round(7.1 - 6.61, 2)
+    assert row["plain test error (%)"] == "44.00 ± 1.41 (n=2)"
+
+
+def test_a_titles_depth_finding_follows_the_claims_rule_on_the_judged_seeds():
+    def runs(resnet20, resnet56, scouts=()):
+        return pd.DataFrame([{"net": "ResNet", "depth": d, "train_error": e,
+                              "scouting": (d, e) in scouts}
+                             for d, errors in ((20, resnet20), (56, resnet56)) for e in errors])
+    assert trend(runs([6.0, 6.2], [4.0, 4.1]), "ResNet") == "ResNets: 56 layers train better than 20"
+    assert trend(runs([6.0, 7.0], [5.9, 6.5]), "ResNet").endswith(", within the seeds' spread")
+    # a scouting seed of 4.3% would make the means say "better"; judged, one seed says "worse"
+    title = trend(runs([6.3, 5.7, 6.2], [4.3, 6.4], scouts={(20, 6.3), (56, 4.3)}), "ResNet")
+    assert title == ("ResNets, scouting seeds left out: 56 layers train worse than 20 "
+                     "(a side with one seed: not decided)")
+
+
+def test_the_claims_import_no_plotting():
+    probe = subprocess.run([sys.executable, "-c", "import sys, experiments.claims; "
+                            "print('matplotlib' in sys.modules)"], capture_output=True, text=True)
+    assert probe.stdout.strip() == "False", probe.stderr
