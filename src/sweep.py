@@ -189,6 +189,26 @@ def plan(runs) -> tuple[dict[str, float], list]:
     return estimates, pending
 
 
+def step_times(grids, estimates: dict, gain: float) -> list[str]:
+    """The wall time of each grid of the plan (a budget's steps, each whole before the next), as
+    its runs will train (packed where `gain` > 1), and the time until it is whole."""
+    if len(grids) < 2:
+        return []
+    left = {Path(run_dir).name: seconds / gain for run_dir, seconds in estimates.items()}
+    lines, seen, total = [], set(), 0.0
+    for k, grid in enumerate(grids, 1):
+        new = [network.folder(seed) for network, seed in expand(grid)
+               if network.folder(seed) not in seen]
+        seen |= set(new)
+        seconds = sum(left.get(name, 0.0) for name in new)
+        total += seconds
+        named = " ".join(f"{key}={grid[key]}" for key in GRID_KEYS)
+        lines.append(f"  step {k} ({named}, {grid.get('seeds', 1)} seed(s)): {len(new)} new runs, "
+                     f"~{duration(seconds)} {'packed' if gain > 1 else 'one at a time'}, whole "
+                     f"after ~{duration(total)}")
+    return lines
+
+
 def run_words(network, seed, options, passed) -> list[str]:
     """The command line of one planned run."""
     return [f"budget={options['budget']}", *network.overrides(seed),
@@ -322,6 +342,8 @@ def run_sweep(argv) -> "Sweep":
     if gain != 1:
         print(f"estimated wall time packed: ~{duration(sum(estimates.values()) / gain)}",
               flush=True)
+    for line in step_times(grids, estimates, gain):
+        print(line, flush=True)
     sweep = Sweep(jobs, threads, estimates, {cfg.run_dir: cfg.train.iterations for cfg in runs},
                   gain, runs)
     for s in STOP_SIGNALS:

@@ -61,6 +61,7 @@ def test_the_smoke_sweep_runs_through_sbatch_two_1_cpu_jobs_at_a_time_without_no
         assert "threads: 1 intra-op, 1 inter-op (SLURM_CPUS_PER_TASK=1)" in log.read_text()
 
 
+@pytest.mark.slow  # 4-5.5 min on 2 cores (it waits for Slurm's time limit): make test-all
 def test_a_run_longer_than_its_time_limit_is_requeued_and_its_curve_is_whole(slurm, tmp_path):
     """timeout_min=2: Slurm signals each job (USR2) 60 s before its limit; the run checkpoints,
     submitit requeues it, and the requeued job resumes, until the run is finished. The run waits

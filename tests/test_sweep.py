@@ -164,6 +164,7 @@ def test_a_packed_sweep_runs_two_at_once_on_one_thread_each_and_labels_their_lin
 
 
 @pytest.mark.heavy
+@pytest.mark.slow  # ~2.5-4.5 min on 2 cores: make test-all
 def test_the_last_run_of_a_packed_sweep_is_resumed_on_every_core(tmp_path, monkeypatch, capsys):
     """Packed, each run has one core; once the short run has finished, the long one would train on
     one core while the other idles: it checkpoints and resumes on every core, its curve whole."""
@@ -199,8 +200,9 @@ def sweep_processes(root) -> list[str]:
 
 
 @pytest.mark.heavy
-@pytest.mark.parametrize("sig, jobs", [(signal.SIGTERM, 1), (signal.SIGKILL, 1),
-                                       (signal.SIGTERM, 2)])
+@pytest.mark.parametrize("sig, jobs", [  # SIGTERM of one run: the Ctrl-C test covers it in make test
+    pytest.param(signal.SIGTERM, 1, marks=pytest.mark.slow), (signal.SIGKILL, 1),
+    (signal.SIGTERM, 2)])
 def test_stopping_the_sweep_stops_its_runs_and_the_rerun_completes_the_curves(tmp_path, sig, jobs):
     """SIGTERM: the sweep passes it on to every running run and waits; SIGKILL: the runs get
     SIGTERM from the kernel as their parent dies. Either way no run trains on alone, and the rerun
@@ -282,3 +284,19 @@ def test_a_signal_before_the_first_run_is_one_line_and_leaves_no_process(tmp_pat
                                             "nothing was trained; run the same command again")
     assert "Traceback" not in err and "sweep: run 1" not in out
     assert not rate_processes() and not (tmp_path / "long/runs").exists()
+
+
+def test_the_plan_gives_each_step_of_the_long_grid_its_wall_time_packed():
+    from src.budgets import Budget, expand
+    from src.sweep import step_times
+    grids = Budget.load("long").grids
+    estimates = {f"results/long/runs/{network.folder(seed)}": 3600.0
+                 for grid in grids for network, seed in expand(grid)}
+    lines = step_times(grids, estimates, gain=2.0)  # an hour each one at a time, packed 2x
+    assert len(lines) == len(grids)
+    assert lines[0] == ("  step 1 (depth=20,56 shortcut=identity block=original, 1 seed(s)): 2 new "
+                        "runs, ~01:00:00 packed, whole after ~01:00:00")
+    assert lines[2].endswith("2 new runs, ~01:00:00 packed, whole after ~04:00:00")  # plain s0
+    # the third seeds of both sides: only plain's are new, ResNet's came with the second grid
+    assert lines[4].startswith("  step 5 (depth=20,56 shortcut=none,identity block=original, "
+                               "3 seed(s)): 2 new runs")
