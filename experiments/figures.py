@@ -226,7 +226,7 @@ def main(argv=sys.argv[1:]):
     place), the others are as they were."""
     received = []
     try:
-        with stops_raise() as received:
+        with stops_raise(received):
             return draw(argv)
     except Stopped:
         print(f"figures stopped by signal {received[0]}: the files written so far are whole; run "

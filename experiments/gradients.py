@@ -22,6 +22,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from experiments.trained import command, final_network, precision, run_data
+from src.rundir import RunDirError, reading
 from src.runfiles import (GRADIENT_COLUMNS, GRADIENT_COLUMNS_BEFORE, read_gradients,
                           read_summary, read_table, write_gradients)
 
@@ -114,8 +115,12 @@ def add_initial(run_dir: Path) -> None:
     if summary is None:
         raise SystemExit(f"error: {run_dir} holds no run (no summary.json)")
     path = run_dir / "gradients.csv"
-    rows = [r for r in read_gradients(path, sys.maxsize) if r["iteration"] != 0]
-    write_gradients(path, initial_rows(OmegaConf.create(summary.config)) + rows)
+    try:
+        with reading(run_dir):  # no run rewrites gradients.csv meanwhile
+            rows = [r for r in read_gradients(path, sys.maxsize) if r["iteration"] != 0]
+            write_gradients(path, initial_rows(OmegaConf.create(summary.config)) + rows)
+    except RunDirError as e:
+        raise SystemExit(f"error: {e}") from None
     print(f"{run_dir}: wrote the gradients of iteration 0 (from seed {summary.config['seed']})")
 
 

@@ -78,6 +78,10 @@ def measure(run_dir: Path) -> pd.DataFrame:
     from src.models import normalised_outputs
     from src.steps import evaluate, make_test_step
     with final_network(run_dir) as (cfg, model, data):
+        if cfg.shortcut == "none" and cfg.block != "original":
+            raise SystemExit(f"error: {run_dir} is a plain net of block={cfg.block}: its units do "
+                             "not end in a ReLU, so none can be replaced by the identity; lesion "
+                             "takes ResNets and plain nets of the original unit")
         residual, after = cfg.shortcut != "none", normalised_outputs(model)
         step, batches = make_test_step(model), cifar.test_batches(data)
         rows = [{"index": 0, "unit": "none", "test_error": evaluate(step, batches)[1]}]

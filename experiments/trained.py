@@ -19,7 +19,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from src.rundir import RunDirError, reading
-from src.runfiles import WEIGHTS, read_summary, write_atomic
+from src.runfiles import WEIGHTS, DamagedFile, read_summary, write_atomic
 
 
 @contextlib.contextmanager
@@ -28,18 +28,23 @@ def final_network(run_dir: Path):
     precision policy and the folder's shared lock while the block runs."""
     from src.steps import build_model
     run_dir = Path(run_dir)
-    summary = read_summary(run_dir) if run_dir.is_dir() else None
-    if summary is None or summary.status != "finished" or not (run_dir / WEIGHTS).exists():
-        raise SystemExit(f"error: {run_dir} holds no finished run with its {WEIGHTS} (runs "
-                         "finished before the suite wrote them have none): nothing to analyse")
-    cfg = OmegaConf.create(summary.config)
+    if not run_dir.is_dir():
+        raise SystemExit(f"error: {run_dir} is not a run folder: nothing to analyse")
     try:
-        with reading(run_dir), precision(cfg):
-            model = build_model(cfg)  # src.models.resnet of the run's config
-            model.load_weights(run_dir / WEIGHTS)
-            yield cfg, model, run_data(cfg)
-    except RunDirError as e:
-        raise SystemExit(f"error: {e}") from None
+        with reading(run_dir):  # read under the lock: no run starts in the folder meanwhile
+            summary = read_summary(run_dir)
+            if summary is None or summary.status != "finished" or not (run_dir / WEIGHTS).exists():
+                raise SystemExit(f"error: {run_dir} holds no finished run with its {WEIGHTS} "
+                                 "(runs finished before the suite wrote them have none): nothing "
+                                 "to analyse")
+            cfg = OmegaConf.create(summary.config)
+            with precision(cfg):
+                model = build_model(cfg)  # src.models.resnet of the run's config
+                model.load_weights(run_dir / WEIGHTS)
+                yield cfg, model, run_data(cfg)
+    except (RunDirError, DamagedFile) as e:
+        raise SystemExit(f"error: {run_dir}: {e}" if isinstance(e, DamagedFile) else
+                         f"error: {e}") from None
 
 
 @contextlib.contextmanager

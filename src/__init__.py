@@ -17,19 +17,17 @@ class Stopped(Exception):
 
 
 @contextlib.contextmanager
-def stops_raise():
+def stops_raise(received: list):
     """While the block runs, each of STOP_SIGNALS raises Stopped in the main thread (a command
-    then ends in one line, not a traceback); the block gets the list of the signals received
-    (a library may re-raise Stopped with another message: OmegaConf does, in an interpolation).
-    The previous handlers come back after it."""
-    received = []
-
+    then ends in one line, not a traceback), its number appended to `received` first (a library
+    may re-raise Stopped with another message: OmegaConf does, in an interpolation). The
+    previous handlers come back after it."""
     def stop_now(signum, _):
         received.append(signum)
         raise Stopped(signum)
     previous = {s: signal.signal(s, stop_now) for s in STOP_SIGNALS}
     try:
-        yield received
+        yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -17,7 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.data import TRAIN_SIZE, TEST_SIZE, VALIDATION_SIZE
-from src.budgets import CONF, Budget, budget_names
+from src.budgets import CONF, budget_names
 from src.models import BATCH_NORMS
 from src.networks import Network, check_choice, run_name
 
@@ -109,11 +109,11 @@ def compose(*overrides: str) -> DictConfig:
 def smaller_budgets(seconds_per_iteration: float, iterations: int) -> str:
     """What the budgets shorter than `iterations` that train on all the data (not smoke's slice)
     would take at this speed, longest first: the second half of the CPU guard's line."""
-    shorter = sorted((Budget.load(name) for name in budget_names()),
-                     key=lambda b: -b.iterations)
-    options = [f"budget={b.name} ~{duration(seconds_per_iteration * b.iterations)}"
-               for b in shorter if b.iterations < iterations and OmegaConf.load(
-                   CONF / "budget" / f"{b.name}.yaml").data.train_examples is None]
+    files = {name: OmegaConf.load(CONF / "budget" / f"{name}.yaml") for name in budget_names()}
+    shorter = sorted(((int(f.train.iterations), name) for name, f in files.items()
+                      if f.data.train_examples is None), reverse=True)
+    options = [f"budget={name} ~{duration(seconds_per_iteration * n)}"
+               for n, name in shorter if n < iterations]
     return f"; {', '.join(options)} for a whole run" if options else ""
 
 

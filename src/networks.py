@@ -43,7 +43,7 @@ class Network:
     @classmethod
     def of(cls, config) -> "Network":
         """The network of a run's config (a DictConfig or the dict of a summary.json)."""
-        return cls(config["block"], config["shortcut"], config["depth"])
+        return cls(config.get("block", "original"), config["shortcut"], config["depth"])
 
     def check(self) -> "Network":
         """ValueError naming the value where the unit, shortcut or depth is not allowed."""

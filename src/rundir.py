@@ -3,9 +3,9 @@ summary.json, metrics.csv, gradients.csv, responses.csv and the final weights, e
 writer and one reader; an analysis's CSV is its module's), how they are written, what its
 checkpoint holds, and when an existing run in it may be resumed.
 
-- One process at a time trains it: a run holds an OS-level lock on its folder (`lock`), which the
-  kernel releases when the process ends, however it ends; analyses share it for reading
-  (`reading`), so none reads a run while it trains.
+- One process at a time trains it: a run holds an OS-level lock on its folder's .lock (`lock`),
+  which the kernel releases when the process ends, however it ends; analyses share it for
+  reading (`reading`), so none reads a run while it trains.
 - Every file is written to a temporary name and renamed, so a kill at any moment leaves the old
   or the new version whole.
 - A folder holding a run with another config is refused (or set aside with overwrite=true).
@@ -32,8 +32,9 @@ class RunDirError(Exception):
 
 @contextlib.contextmanager
 def lock(cfg: DictConfig, run_dir: Path):
-    """Hold the folder's lock for the duration of the block; a second process asking for it gets
-    a RunDirError naming the folder and the holder's PID at once."""
+    """Hold the folder's lock (an exclusive flock on its .lock, which names the trainer's PID)
+    for the duration of the block; a second process asking for it, or one while an analysis
+    reads the folder, gets a RunDirError naming the folder at once."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir} is a file, not a run folder: move or delete it, then run "
                           "the command again")
@@ -43,12 +44,11 @@ def lock(cfg: DictConfig, run_dir: Path):
     except OSError as e:
         raise RunDirError(f"results_dir={cfg.results_dir} cannot be written: cannot create files "
                           f"in {run_dir} ({e.strerror})") from None
-    folder = os.open(run_dir, os.O_RDONLY)  # the lock is the folder's; .lock names its trainer
     try:
-        fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        trainer = os.read(fd, 32).decode().strip() if holder(run_dir) else None
-        os.close(fd), os.close(folder)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # BlockingIOError: held; others (a file system without flock) the same way
+        trainer = holder(run_dir)
+        os.close(fd)
         raise RunDirError(f"{run_dir} is being trained by process {trainer}; wait for it to end "
                           "or stop it, then run the command again" if trainer else
                           f"{run_dir} is being read by an analysis; wait for it to end, then run "
@@ -58,43 +58,48 @@ def lock(cfg: DictConfig, run_dir: Path):
         os.write(fd, str(os.getpid()).encode())
         yield
     finally:
-        os.ftruncate(fd, 0)
-        os.close(fd)
-        os.close(folder)  # releases the lock
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)  # no trainer now
+        os.close(fd)  # releases the lock
 
 
 def holder(run_dir: Path) -> str | None:
-    """The PID of the process that trains in the folder now, or None."""
+    """The PID of the process that trains in the folder now, or None (no one, or analyses,
+    which share the lock)."""
     try:
-        folder = os.open(run_dir, os.O_RDONLY)
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY)
     except OSError:
         return None
     try:
-        fcntl.flock(folder, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         return None
-    except BlockingIOError:
-        with contextlib.suppress(OSError), open(Path(run_dir) / LOCK) as f:
-            return f.read(32).strip() or "unknown"
-        return "unknown"
+    except OSError:
+        return os.read(fd, 32).decode().strip() or "unknown"
     finally:
-        os.close(folder)
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def reading(run_dir: Path):
-    """Share the folder's lock while an analysis reads the run: it writes nothing of the run's,
-    and no training starts in the folder meanwhile. RunDirError where a run trains in it."""
-    folder = os.open(run_dir, os.O_RDONLY)
+    """Share the folder's lock while an analysis reads the run: no training starts in the folder
+    meanwhile. RunDirError where a run trains in it. Where .lock cannot be made (a read-only
+    copy of the runs), nothing can train there either, and the block runs without it."""
     try:
-        fcntl.flock(folder, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(folder)
-        raise RunDirError(f"{run_dir} is being trained by process {holder(run_dir) or 'unknown'}; "
-                          "analyse it when it has finished") from None
+        fd = os.open(Path(run_dir) / LOCK, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        trainer = os.read(fd, 32).decode().strip() or "unknown"
+        os.close(fd)
+        raise RunDirError(f"{run_dir} is being trained by process {trainer}; analyse it when it "
+                          "has finished") from None
     try:
         yield
     finally:
-        os.close(folder)
+        os.close(fd)
 
 
 def damage(run_dir: Path) -> str | None:
@@ -143,9 +148,11 @@ def saved_config(run_dir: Path) -> dict | None:
     """The config that pins a run folder: the one of a run that has made progress (rows or a
     checkpoint), from its summary or else its .hydra/config.yaml. A run that failed before its
     first checkpoint or row pins nothing, so the corrected command may take the folder."""
+    summary = read_summary(run_dir)
+    if summary and summary.status == "finished":  # even with its curve lost: it ran this config
+        return summary.config
     if not ((run_dir / "metrics.csv").exists() or Checkpoint(run_dir).exists()):
         return None
-    summary = read_summary(run_dir)
     saved = summary.config if summary else None
     if saved is None and (run_dir / ".hydra/config.yaml").exists():
         saved = OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra/config.yaml"))

@@ -25,7 +25,7 @@ PREACT_WARMUP_ITERATIONS = 400
 def build_model(cfg: DictConfig):
     """The network a run's config describes."""
     return resnet(cfg.depth, cfg.shortcut, cfg.train.weight_decay, cfg.block, cfg.batch_norm,
-                  batch_norm_group=cfg.batch_norm_group)
+                  batch_norm_group=cfg.get("batch_norm_group"))  # runs before it have none
 
 
 def warmup_enabled(cfg: DictConfig) -> bool:

@@ -314,7 +314,7 @@ def main(argv=sys.argv[1:]):
     # the sweep waits for them and starts nothing more. The runs stop too if the sweep dies.
     received = []
     try:
-        with stops_raise() as received:
+        with stops_raise(received):
             sweep = run_sweep(argv)
     except Stopped:
         print(f"sweep stopped by signal {received[0]} before its first run: nothing was trained; "
