@@ -26,7 +26,6 @@ def budget_names() -> list[str]:
 @dataclass(frozen=True)
 class Budget:
     name: str
-    iterations: int
     grids: list  # of {depth: "20,56", shortcut: "none,identity", block: original, seeds: 3}
     scouting: list  # run folders left out of the claims
 
@@ -43,7 +42,7 @@ class Budget:
             raise BudgetError(f"{path.relative_to(CONF.parent)} has no budget.grids (each grid "
                               f"names {', '.join(GRID_KEYS)}): its sweep would not know which "
                               "networks to train")
-        return cls(name, int(file.train.iterations), grids, budget.get("scouting") or [])
+        return cls(name, grids, budget.get("scouting") or [])
 
     def runs(self) -> list[tuple[Network, int]]:
         """(network, seed) of every run the budget's sweep plans, once each, in order."""
