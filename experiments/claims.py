@@ -1,4 +1,5 @@
-"""The paper's claims as these runs decide them, and Table 6: pure pandas, no plotting.
+"""The paper's claims as these runs decide them, Table 6 and the pre-activation paper's Table 3:
+pure pandas, no plotting.
 
 Every verdict follows one rule, fixed before the runs: a difference of means is "shown" when it
 exceeds SHOWN_AT times the larger seed std of the networks compared. A network with one seed has
@@ -7,7 +8,9 @@ no spread, so a comparison with a one-seed side is "not decided", never "shown".
 import numpy as np
 import pandas as pd
 
-from experiments.paper import PLAIN_TEST_ERROR, RESNET_TEST_ERROR, RESNET_TEST_ERROR_MEAN
+from experiments.paper import (PLAIN_TEST_ERROR, PREACT_TEST_ERROR, RESNET_TEST_ERROR,
+                              RESNET_TEST_ERROR_MEAN)
+from src.networks import UNITS
 
 SHOWN_AT = 2
 PLURAL = {"plain": "plain nets", "ResNet": "ResNets"}
@@ -49,6 +52,39 @@ def trend(runs, net) -> str:
     scouted = ", scouting seeds left out" if runs[runs.net == net].scouting.any() else ""
     return (f"{PLURAL[net]}{scouted}: {deep} layers train "
             f"{'worse' if b['mean'] > a['mean'] else 'better'} than {shallow}{qualifier}")
+
+
+def preactivation_pairs(runs) -> list[tuple[str, str]]:
+    """(pre-act ResNet-110, ResNet-110), (pre-act bottleneck ResNet-B-164, bottleneck
+    ResNet-B-164): each pre-activation net with the original-form net of its unit, shortcut and
+    depth, where both ran; by depth."""
+    if runs.empty:
+        return []
+    both = runs[runs.original.notna() & runs.original.isin(runs.name)].sort_values(["depth",
+                                                                                    "name"])
+    return list(dict.fromkeys(zip(both.name, both.original)))
+
+
+def preactivation_table(runs) -> pd.DataFrame:
+    """Each pre-activation net, its final test error (mean +- std, n) and its original-form
+    counterpart's where that ran, beside the pre-activation paper's (Table 3)."""
+    rows = []
+    if runs.empty:
+        return pd.DataFrame(rows)
+    preact = runs[runs.original.notna()].sort_values(["depth", "name"])
+    for name, original in dict.fromkeys(zip(preact.name, preact.original)):
+        first = runs[runs.name == name].iloc[0]
+        base = UNITS[first.block].original
+        ran = (runs.name == original).any()
+        rows.append({"network (original unit)": original,
+                     "parameters (M, pre-act)": round(first.parameters / 1e6, 2),
+                     "original unit test error (%)":
+                         fmt(*stats(runs, original, "test_error")) if ran else "",
+                     "paper original (%)": PREACT_TEST_ERROR.get((base, first.depth), np.nan),
+                     "pre-act test error (%)": fmt(*stats(runs, name, "test_error")),
+                     "paper pre-act (%)": PREACT_TEST_ERROR.get((first.block, first.depth),
+                                                                np.nan)})
+    return pd.DataFrame(rows)
 
 
 def table6(runs) -> pd.DataFrame:
@@ -111,9 +147,9 @@ def claims(runs, responses) -> pd.DataFrame:
     for a, b in depths("ResNet"):
         for metric in ("train_error", "test_error"):
             compare("(c) ResNets: deeper is better", runs, metric, f"ResNet-{b}", f"ResNet-{a}")
-    for depth in sorted(runs[runs.net == "pre-act ResNet"].depth.unique()):
-        compare("(d) pre-activation trains deep nets more easily", runs, "train_error",
-                f"pre-act ResNet-{depth}", f"ResNet-{depth}")
+    for preact, original in preactivation_pairs(runs):
+        compare("(d) pre-activation trains deep nets more easily", runs, "train_error", preact,
+                original)
     if not responses.empty:  # one number per run: the mean over its layers of the response std
         per_run = responses.groupby(["name", "seed"])["std"].mean().reset_index()
         for worse, better in [("plain-20", "ResNet-20"), ("plain-56", "ResNet-56"),

@@ -23,6 +23,7 @@ import seaborn as sns  # noqa: E402
 from experiments import claims, plotting  # noqa: E402
 from experiments.gradients import (GRADIENT_NETS, gradient_points,  # noqa: E402
                                    gradient_ratios, read_gradient_table)
+from experiments.landscape import figure_landscape  # noqa: E402
 from experiments.lesion import figure_lesion  # noqa: E402
 from experiments.paper import (PLAIN_TEST_ERROR, PLAIN_TRAIN_ERROR,  # noqa: E402
                                RESNET_TEST_ERROR, RESNET_TEST_ERROR_MEAN)
@@ -152,50 +153,87 @@ def figure7(runs: Runs, out: Path) -> bool:
                            runs, out)
 
 
+GRADIENT_ROWS = [("bn_output_gradient_norm", "norm of dLoss/d(BN output), log"),
+                 ("effective_step", "effective step lr |dL/dW| / |W|, log")]
+
+
+def gradient_finding(ratios) -> str:
+    """The title's finding, from the first-over-last-third ratios of the two quantities at
+    initialisation and at the end, plain-56 against ResNet-56 (the deepest pair drawn)."""
+    def said(column, moment):
+        table = ratios.get(column)
+        if table is None or moment not in table or not {"plain-56", "ResNet-56"} <= set(
+                table.index) or table.loc[["plain-56", "ResNet-56"], moment].isna().any():
+            return None
+        return (f"{table.loc['plain-56', moment]:.3g}x in plain-56, "
+                f"{table.loc['ResNet-56', moment]:.3g}x in ResNet-56")
+    parts = [f"{what} {text}" for what, text in [
+        ("the backward signal (at BN outputs) at initialisation",
+         said("bn_output_gradient_norm", "initialisation")),
+        ("at the end", said("bn_output_gradient_norm", "end")),
+        ("the effective step at initialisation", said("effective_step", "initialisation")),
+        ("at the end", said("effective_step", "end"))] if text]
+    return ("First third of the layers over the last third: " + "; ".join(parts)) if parts else \
+        "The backward signal by layer (plain-56 and ResNet-56 not both measured)"
+
+
 def figure_gradients(data: Runs, out: Path) -> bool:
-    """The paper's argument that degradation is not vanishing gradients: the norm of the loss
-    gradient at each convolution's output, against layer index, at four moments of training."""
+    """The paper's argument that degradation is not vanishing gradients, in quantities BN cannot
+    rescale: the gradient at each convolution's BN output and each kernel's effective step,
+    against layer index, at four moments of training, plain against ResNet at 20 and 56 layers."""
     gradients, runs = data.side(read_gradient_table, "gradients.csv"), data.runs
-    points = gradient_points(gradients) if not gradients.empty else pd.DataFrame()
-    if points.empty:
-        print("figure_gradients: no gradients.csv of plain or ResNet 20/56 runs; skipped")
+    points = gradient_points(gradients, data.curves) if not gradients.empty else pd.DataFrame()
+    rows = [(c, label) for c, label in GRADIENT_ROWS if c in points and points[c].notna().any()]
+    if points.empty or not rows:
+        print("figure_gradients: no BN-output gradients in the gradients.csv of plain or ResNet "
+              "20/56 runs; skipped")
         return False
     moments = list(dict.fromkeys(points.moment))
     palette = dict(zip(points.name, points.depth.map(plotting.DEPTH_COLOURS)))  # as Fig. 6
-    fig, axes = plt.subplots(1, len(moments), figsize=(5 * len(moments), 4.4), sharey=True,
-                             squeeze=False)
-    for ax, moment in zip(axes[0], moments):
-        for name in GRADIENT_NETS:
-            line = points[(points.name == name) & (points.moment == moment)]
-            if not line.empty:  # plain nets dashed
-                ax.plot(line["index"], line.output_gradient_norm, color=palette[name],
-                        linestyle="--" if name.startswith("plain") else "-", linewidth=1.5,
-                        label=name)
-        ax.set(title=moment, xlabel="convolution (network order)",
-               ylabel="norm of dLoss/d(conv output), log", yscale="log")
-        ax.legend(fontsize=8)
-    ratios = gradient_ratios(points).pivot(index="name", columns="moment",
-                                           values="first_over_last")
-    ends = [m for m in (moments[0], "end") if m in ratios]
-    return plotting.finish(fig, "First third of the layers' gradient norm over the last third's, "
-                   + " -> ".join(ends) + ": " + ", ".join(
-                       f"{name} " + " -> ".join(f"{ratios.loc[name, m]:.2g}x" for m in ends)
-                       for name in ratios.index), runs, out)
+    fig, axes = plt.subplots(len(rows), len(moments), figsize=(4.6 * len(moments),
+                                                                3.8 * len(rows)),
+                             sharey="row", squeeze=False)
+    for (column, label), row in zip(rows, axes):
+        for ax, moment in zip(row, moments):
+            for name in GRADIENT_NETS:
+                line = points[(points.name == name) & (points.moment == moment)].dropna(
+                    subset=[column])
+                if not line.empty:  # plain nets dashed
+                    ax.plot(line["index"], line[column], color=palette[name],
+                            linestyle="--" if name.startswith("plain") else "-", linewidth=1.5,
+                            label=name)
+            if not ax.lines:
+                ax.text(0.5, 0.5, "not measured in these runs", ha="center", va="center",
+                        transform=ax.transAxes, color="grey")
+            else:
+                ax.set_yscale("log")
+                ax.legend(fontsize=8)
+            ax.set(title=moment, xlabel="convolution (network order)", ylabel=label)
+    ratios = {column: gradient_ratios(points, column).pivot(index="name", columns="moment",
+                                                            values="first_over_last")
+              for column, _ in rows}
+    return plotting.finish(fig, gradient_finding(ratios), runs, out)
 
 
 def figure_preact(data: Runs, out: Path) -> bool:
-    """The original and the pre-activation unit at the depths both were trained at."""
+    """Each pre-activation net beside the original-form net of its unit and depth, where both
+    ran: ResNet-110 and pre-act ResNet-110, the bottleneck ResNet-164 pair, ..."""
     curves, runs = data.curves, data.runs
-    both = set(curves[curves.net == "ResNet"].depth) & set(curves[curves.net == "pre-act ResNet"].depth)
-    data = curves[curves.net.isin(["ResNet", "pre-act ResNet"]) & curves.depth.isin(both)]
-    if data.empty:
-        print("figure_preact: needs a ResNet and a pre-act ResNet of the same depth; skipped")
+    pairs = claims.preactivation_pairs(runs)
+    if not pairs:
+        print("figure_preact: needs a pre-activation net and the original-form net of its unit "
+              "and depth; skipped")
         return False
-    colours = sns.color_palette("Paired", 2 * len(both))
-    palette = {label: colours[2 * sorted(both).index(d) + (net == "pre-act ResNet")]
-               for label, net, d in zip(data.label, data.net, data.depth)}
+    colours = sns.color_palette("Paired", 2 * len(pairs))
+    palette = {}
+    for i, pair in enumerate(pairs):
+        for preactivated, name in enumerate(reversed(pair)):  # original first, a paler colour
+            palette.update({label: colours[2 * i + preactivated]
+                            for label in curves[curves.name == name].label})
+    shown = curves[curves.label.isin(palette)]
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    plotting.curves_panel(ax, data, "original unit vs pre-activation unit", palette, plotting.error_limit(data))
+    plotting.curves_panel(ax, shown, "original unit vs pre-activation unit", palette,
+                          plotting.error_limit(shown))
     word = claims.finding(claims.judge(runs, pd.DataFrame()), "(d)") or "not decided yet"
     return plotting.finish(fig, "(d) The pre-activation unit (He et al. 2016) trains deep nets more "
                            f"easily than the original: {word}", runs, out)
@@ -204,7 +242,8 @@ def figure_preact(data: Runs, out: Path) -> bool:
 # Every figure of a budget folder, in the README's order: the headline first.
 FIGURES = [("figure_depth", figure_depth), ("figure1", figure1), ("figure6", figure6),
            ("figure7", figure7), ("figure_gradients", figure_gradients),
-           ("figure_preact", figure_preact), ("figure_lesion", figure_lesion)]
+           ("figure_preact", figure_preact), ("figure_lesion", figure_lesion),
+           ("figure_landscape", figure_landscape)]
 
 
 def draw_budget(budget_dir: Path) -> bool:

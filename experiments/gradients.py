@@ -34,10 +34,32 @@ def read_gradient_table(run_dir: Path) -> pd.DataFrame:
     return read_table(Path(run_dir) / "gradients.csv", GRADIENT_COLUMNS, GRADIENT_COLUMNS_BEFORE)
 
 
-def gradient_points(gradients) -> pd.DataFrame:
+QUANTITIES = ("output_gradient_norm", "bn_output_gradient_norm", "effective_step")
+
+
+def effective_steps(gradients, curves) -> pd.DataFrame:
+    """gradients with `effective_step` = lr x kernel_gradient_norm / kernel_norm: the relative
+    size of a plain SGD step on each kernel, the angle it turns the kernel's direction (all that
+    a kernel followed by BN gives the function; docs/runs.md). lr is the row's, from
+    metrics.csv; at iteration 0 the first interval's."""
+    if "kernel_norm" not in gradients or curves.empty:
+        return gradients
+    lr = curves[["folder", "iteration", "lr"]]
+    first = curves.sort_values("iteration").groupby("folder").lr.first()
+    gradients = gradients.drop(columns="lr", errors="ignore").merge(
+        lr, on=["folder", "iteration"], how="left")
+    gradients["lr"] = gradients.lr.fillna(gradients.folder.map(first))
+    return gradients.assign(effective_step=gradients.lr * gradients.kernel_gradient_norm
+                            / gradients.kernel_norm)
+
+
+def gradient_points(gradients, curves=None) -> pd.DataFrame:
     """Each run's gradients at four moments: iteration 0 (where the run has it), its first row
     after it, its last row before the first lr drop, its last row; averaged over seeds per
-    network, moment and layer (both gradient norms; the one at BN outputs where measured)."""
+    network, moment and layer (both gradient norms, the one at BN outputs and, given the runs'
+    curves, the effective step, where measured)."""
+    if curves is not None:
+        gradients = effective_steps(gradients, curves)
     rows = []
     for (name, seed), run in gradients[gradients.name.isin(GRADIENT_NETS)].groupby(["name", "seed"]):
         iterations = sorted(run.iteration.unique())
@@ -50,7 +72,7 @@ def gradient_points(gradients) -> pd.DataFrame:
             rows.append(run[run.iteration == iteration].assign(moment=moment))
     if not rows:
         return pd.DataFrame()
-    columns = [c for c in ("output_gradient_norm", "bn_output_gradient_norm") if c in gradients]
+    columns = [c for c in QUANTITIES if c in gradients]
     points = pd.concat(rows).groupby(["name", "depth", "moment", "index"], sort=False)[columns].mean()
     return points.reset_index()
 
@@ -93,19 +115,25 @@ def recompute(run_dir: Path) -> float:
     return difference
 
 
-def initial_rows(cfg) -> list[dict]:
-    """The rows of iteration 0 a run of `cfg` writes: its network as the seed initialises it
-    (set as src.train's process settings set it, before the data and the network), on its first
-    batch."""
+def initial_network(cfg):
+    """(the run's data, its network as the seed initialised it, its first batch's images and
+    labels): set as src.train's process settings set it, before the data and the network."""
     import keras
     from src import data as cifar
-    from src.models import gradient_norms
     from src.steps import build_model
     keras.utils.set_random_seed(cfg.seed)
     with precision(cfg):
         data = run_data(cfg)
         model = build_model(cfg)
-        _, images, labels = next(iter(cifar.train_batches(data, cfg.train.batch_size, cfg.seed)))
+    _, images, labels = next(iter(cifar.train_batches(data, cfg.train.batch_size, cfg.seed)))
+    return data, model, images, labels
+
+
+def initial_rows(cfg) -> list[dict]:
+    """The rows of iteration 0 a run of `cfg` writes: its initial network on its first batch."""
+    from src.models import gradient_norms
+    _, model, images, labels = initial_network(cfg)
+    with precision(cfg):
         return gradient_norms(model)(images, labels, 0)
 
 

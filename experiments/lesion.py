@@ -5,7 +5,7 @@ NeurIPS 2016): a finished run's test error with one residual unit removed at a t
 
 From the run's final weights (experiments.trained), in inference mode with BN's moving
 statistics as trained. In a ResNet, removing a unit skips its residual branch and keeps its
-shortcut: the branch's last BN (original unit) or its last convolution (pre-activation unit) is
+shortcut: the branch's last BN (original form) or its last convolution (pre-activation form) is
 set to output zero, so the unit passes on its shortcut (the ReLU after the sum leaves the
 non-negative shortcut of an original unit as it is). In a plain net there is no shortcut; a unit
 that keeps its input's shape is replaced by the identity instead (both convolutions a centre tap,
@@ -29,12 +29,20 @@ from src.runfiles import read_table
 
 CSV = "lesion.csv"
 COLUMNS = ["index", "unit", "test_error"]
-UNIT = re.compile(r"(stage\d+_block\d+)_2_conv$")
+UNIT = re.compile(r"(stage\d+_block\d+)_1_conv$")
 
 
 def units(model) -> list[str]:
     """The residual units (or plain blocks) of a network, in order: stage1_block1, ..."""
     return [UNIT.match(layer.name).group(1) for layer in model.layers if UNIT.match(layer.name)]
+
+
+def last_conv(model, unit: str) -> str:
+    """The name of the last convolution of a unit's branch: its 2nd (two-layer unit) or 3rd
+    (bottleneck)."""
+    return max((layer.name for layer in model.layers
+                if re.fullmatch(rf"{unit}_\d+_conv", layer.name)),
+               key=lambda name: int(name.split("_")[-2]))
 
 
 def removable(model, unit: str, residual: bool) -> bool:
@@ -48,7 +56,7 @@ def removed(model, unit: str, residual: bool, after: dict):
     """The network with `unit` removed while the block runs; its weights as before after it.
     `after`: src.models.normalised_outputs(model), the layer that ends each conv's branch."""
     if residual:  # the branch's last layer, its BN (original unit) or its conv (pre-activation)
-        changed = [after[f"{unit}_2_conv"]]
+        changed = [after[last_conv(model, unit)]]
     else:
         changed = [model.get_layer(f"{unit}_{k}_{kind}") for k in (1, 2) for kind in ("conv", "bn")]
     kept = [[v.numpy() for v in layer.weights] for layer in changed]
@@ -102,19 +110,15 @@ def read_lesion(run_dir: Path) -> pd.DataFrame:
     return read_table(Path(run_dir) / CSV, COLUMNS, integers=("index",), text=("unit",))
 
 
-NETS = ["plain-20", "ResNet-20", "plain-56", "ResNet-56"]
-
-
 def figure_lesion(finished: Runs, out: Path) -> bool:
     """Test error against the unit removed, plain against ResNet, the whole network's as a
     dotted line of the same colour; seeds averaged, each seed thin."""
     import matplotlib.pyplot as plt
-    table = finished.side(read_lesion, CSV)
-    table = table[table.name.isin(NETS)] if not table.empty else table
+    table = plotting.analysed(finished, read_lesion, CSV, "figure_lesion", "experiments.lesion")
     if table.empty:
-        print("figure_lesion: no lesion.csv of plain or ResNet 20/56 runs "
-              "(python -m experiments.lesion RUN_DIR); skipped")
         return False
+    seeds = table.groupby("name").seed.transform("nunique").astype(str)
+    table = table.assign(label=table.name + " (n=" + seeds + " measured)")  # not the runs' n
     palette = plotting.by_depth(table)
     fig, ax = plt.subplots(figsize=(9, 4.8))
     whole, worst = table[table["index"] == 0], table[table["index"] > 0]
@@ -131,7 +135,8 @@ def figure_lesion(finished: Runs, out: Path) -> bool:
     ax.legend(fontsize=7)
     rise = (worst.groupby("name").test_error.max() - whole.groupby("name").test_error.mean())
     return plotting.finish(fig, "Removing one unit: the worst single removal raises the test "
-                           "error by " + ", ".join(f"{rise[n]:+.1f} points ({n})" for n in NETS
+                           "error by " + ", ".join(f"{rise[n]:+.1f} points ({n})"
+                                                   for n in plotting.ANALYSED_NETS
                                                    if n in rise.index), finished.runs, out)
 
 

@@ -85,6 +85,20 @@ DEPTH_COLOURS = {20: "tab:blue", 32: "tab:green", 44: "tab:orange", 56: "tab:red
                  110: "tab:purple", 1202: "black"}
 
 
+ANALYSED_NETS = ["plain-20", "ResNet-20", "plain-56", "ResNet-56"]
+
+
+def analysed(finished, reader, csv: str, figure: str, module: str):
+    """The rows of an analysis's CSV (`reader`) for the plain and ResNet 20/56 runs that have
+    it; empty, with the line that says how to make it, where none has."""
+    table = finished.side(reader, csv)
+    table = table[table.name.isin(ANALYSED_NETS)] if not table.empty else table
+    if table.empty:
+        print(f"{figure}: no {csv} of plain or ResNet 20/56 runs (python -m {module} RUN_DIR); "
+              "skipped")
+    return table
+
+
 def by_depth(frame) -> dict:
     """One colour per depth, the same in every panel and figure, far apart for 20/32/44."""
     return {label: DEPTH_COLOURS.get(depth, "tab:brown")

@@ -1,11 +1,12 @@
 """A budget folder's README.md, table6.md and table6.csv: what was run, on what, the claims as
-the rule decides them, the figures, the backward signal's ratios, Table 6 and every run.
+the rule decides them, the figures, the backward signal's ratios, Table 6 (with the
+pre-activation paper's Table 3 where its nets ran) and every run.
 """
 from pathlib import Path
 
 import pandas as pd
 
-from experiments.claims import SHOWN_AT, claim_lines, judge, table6
+from experiments.claims import SHOWN_AT, claim_lines, judge, preactivation_table, table6
 from experiments.gradients import gradient_points, gradient_ratios, read_gradient_table
 from experiments.runs import Runs
 from src.runfiles import WEIGHTS, read_responses, write_text
@@ -57,29 +58,42 @@ def write_budget(finished: Runs, made: list[str]) -> None:
     """The tables and the README of a budget folder with finished runs; `made`: the figures
     drawn, the headline first."""
     gradients = finished.side(read_gradient_table, "gradients.csv")
-    points = gradient_points(gradients) if not gradients.empty else pd.DataFrame()
-    bn = (gradient_ratios(points, "bn_output_gradient_norm")
-          if "bn_output_gradient_norm" in points else pd.DataFrame())
+    points = gradient_points(gradients, finished.curves) if not gradients.empty else \
+        pd.DataFrame()
+
+    def ratio_table(column, says):
+        """The first-over-last-third ratio of `column` per network and moment, where measured."""
+        if column not in points:
+            return []
+        table = gradient_ratios(points, column)
+        return [] if table.empty else [says, "", table.pivot(
+            index="name", columns="moment", values="first_over_last")[
+            [m for m in dict.fromkeys(points.moment) if m in set(table.moment)]].to_markdown(
+            floatfmt=".3g"), ""]
     backward = [] if points.empty else [
         "## The backward signal (`figure_gradients.png`)", "",
         "The paper argues that the degradation is not vanishing gradients: with BN, \"the backward "
-        "propagated gradients exhibit healthy norms\". Measured here (gradients.csv, the norm of "
-        "the loss gradient at each convolution's output on the row's batch), the geometric mean "
-        "over the first third of the convolutions divided by that over the last third (1: the "
-        "signal reaches the first layers as strong as it leaves the last). BN rescales this "
-        "quantity: a kernel multiplied by c gives the same function and 1/c of this gradient "
-        "(docs/runs.md), so a small value after training can mean large early kernels, not a "
-        "weak signal:", "",
-        gradient_ratios(points).pivot(index="name", columns="moment", values="first_over_last")
-        [list(dict.fromkeys(points.moment))].to_markdown(floatfmt=".3g"), "",
-        *(["The same ratio at the BN outputs, which no rescaling of a kernel changes (where the "
-           "rows have it):", "", bn.pivot(index="name", columns="moment",
-                                          values="first_over_last").to_markdown(floatfmt=".3g"),
-           ""] if not bn.empty else [])]
+        "propagated gradients exhibit healthy norms\" (its section 4.1, of the ImageNet plain "
+        "nets). Measured here (gradients.csv, on the row's batch), per network and moment, the "
+        "geometric mean of a quantity over the first third of the convolutions divided by that "
+        "over the last third (1: the first layers get as much as the last). Three quantities "
+        "(docs/runs.md says what each is invariant to): the gradient at each convolution's output, "
+        "before BN, which BN rescales (a kernel multiplied by c gives the same function and 1/c "
+        "of it, so a small value can mean a large kernel, not a weak signal):", "",
+        *ratio_table("output_gradient_norm", "")[2:],
+        *ratio_table("bn_output_gradient_norm", "The gradient at the BN outputs, which no "
+                     "rescaling of a kernel changes (where the rows have it):"),
+        *ratio_table("effective_step", "The effective step, lr x |dLoss/dW| / |W|, the relative "
+                     "size of a plain SGD step on each kernel (where the rows have it):")]
     runs, budget_dir = finished.runs, finished.folder
     table = table6(runs)
     write_text(budget_dir / "table6.csv", table.to_csv(index=False))
     markdown = table.to_markdown(index=False, floatfmt=".2f")
+    preact = preactivation_table(runs)
+    if not preact.empty:  # the pre-activation paper's Table 3, where its nets ran
+        markdown += ("\n\nThe pre-activation unit beside the original one (He et al. 2016, "
+                     "\"Identity Mappings\", Table 3; same schedule):\n\n"
+                     + preact.to_markdown(index=False, floatfmt=".2f"))
     write_text(budget_dir / "table6.md", markdown + "\n")
     listing = runs.sort_values(["net", "depth", "seed"]).assign(
         code=lambda r: r.commits.map(lambda c: " ".join(commit[:7] for commit in c)))[

@@ -26,7 +26,8 @@ from src.runfiles import WEIGHTS, DamagedFile, read_summary
 class Runs:
     """The finished runs of one budget folder."""
     folder: Path
-    runs: pd.DataFrame  # a row per run: net (family), depth, seed, name, label, folder, ...
+    runs: pd.DataFrame  # a row per run: net (family), depth, seed, name, label, folder, block,
+    #                     original (the original-form net a pre-activation one is compared with)
     curves: pd.DataFrame  # a row per run and logged iteration (metrics.csv)
     plan: list = field(default_factory=list)  # the run folders the budget's sweep plans
     tables: dict = field(default_factory=dict)  # reader -> its frame, read once
@@ -96,7 +97,9 @@ def load_runs(budget_dir: Path) -> Runs:
         c = summary.config
         network = Network.of(c)
         run = {"net": network.family, "depth": c["depth"], "seed": c["seed"],
-               "name": network.label, "folder": run_dir.name}
+               "name": network.label, "folder": run_dir.name, "block": network.block,
+               # a pre-activation net: the original-form net it is compared with (claim (d))
+               "original": network.original.label if network.original else None}
         runs.append({**run, "parameters": summary.parameters,
                      "train_error": summary.train_error, "test_error": summary.test_error,
                      "iterations": summary.iterations, "wall_seconds": summary.wall_seconds,

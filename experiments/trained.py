@@ -40,11 +40,23 @@ def final_network(run_dir: Path):
             cfg = OmegaConf.create(summary.config)
             with precision(cfg):
                 model = build_model(cfg)  # src.models.resnet of the run's config
-                model.load_weights(run_dir / WEIGHTS)
+                load_final_weights(model, run_dir / WEIGHTS)
                 yield cfg, model, run_data(cfg)
     except (RunDirError, DamagedFile) as e:
         raise SystemExit(f"error: {run_dir}: {e}" if isinstance(e, DamagedFile) else
                          f"error: {e}") from None
+
+
+def load_final_weights(model, path: Path) -> None:
+    """`path` into `model`, read-only; one line naming the file where it cannot be read (torn,
+    emptied, not HDF5, or of another network)."""
+    try:
+        model.load_weights(path)
+    except Exception as e:  # h5py's OSError, Keras' ValueError on a mismatch, ...
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise SystemExit(f"error: {path} cannot be read ({reason[:160]}): restore it (git "
+                         "checkout -- the file, for a shipped run) or retrain the run into "
+                         "another results_dir") from None
 
 
 @contextlib.contextmanager

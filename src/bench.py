@@ -68,10 +68,11 @@ def peak_flops() -> tuple[float, str]:
 
 
 def bare_training(depth, cfg=None, batch_norm="fused", jit=False, batch_size=128):
-    """(the compiled training step of a ResNet of `depth` on one fixed random batch, as a function
-    that returns when the device is done, the model): what every timing here times."""
+    """(the compiled training step of a ResNet of `depth` (or of the network `cfg` names) on one
+    fixed random batch, as a function that returns when the device is done, the model): what
+    every timing here times."""
     cfg = cfg or compose(f"depth={depth}")
-    model = resnet(depth, "identity", batch_norm=batch_norm)
+    model = resnet(cfg.depth, cfg.shortcut, block=cfg.block, batch_norm=batch_norm)
     optimizer, schedule = make_optimizer(cfg)
     interval = Interval()
     step = make_train_step(model, optimizer, schedule, interval, jit_compile=jit)

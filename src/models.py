@@ -1,4 +1,5 @@
-"""The CIFAR-10 networks of the paper (section 4.2): one body, one block, four shortcut options.
+"""The CIFAR-10 networks of the paper (section 4.2): one body, four units (the paper's, its
+pre-activation form, and the bottleneck of both), four shortcut options.
 
 Plain and residual networks are built by the same code and differ only in the shortcut, so the
 comparison is controlled by construction.
@@ -12,7 +13,7 @@ import pandas as pd
 import tensorflow as tf
 from keras import layers, ops
 
-from src.networks import SHORTCUTS, UNITS, blocks_per_stage, check_choice
+from src.networks import UNITS, Network, blocks_per_stage, check_choice
 
 BATCH_NORMS = ("fused", "keras")
 STAGE_FILTERS = (16, 32, 64)  # feature maps 32x32, 16x16, 8x8 (paper section 4.2)
@@ -199,16 +200,50 @@ def preact_block(nn: Layers, x, filters, stride, shortcut, name, first=False):
     return nn.shortcut(y, x, stride, shortcut, name)
 
 
-BLOCKS = {"original": original_block, "preact": preact_block}  # the units src.networks registers
+def bottleneck_block(nn: Layers, x, filters, stride, shortcut, name, first=False):
+    """The original unit with a bottleneck (the pre-activation paper's ResNet-164 and -1001
+    baselines): conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1-BN to 4 x `filters` channels, the shortcut
+    added before the final ReLU. The stride is the first 1x1's, as in the authors' code
+    (KaimingHe/resnet-1k-layers)."""
+    y = nn.conv_bn(x, filters, stride, kernel=1, name=f"{name}_1")
+    y = nn.conv_bn(layers.ReLU(name=f"{name}_relu1")(y), filters, name=f"{name}_2")
+    y = nn.conv_bn(layers.ReLU(name=f"{name}_relu2")(y), 4 * filters, kernel=1, name=f"{name}_3")
+    return layers.ReLU(name=f"{name}_relu3")(nn.shortcut(y, x, stride, shortcut, name))
+
+
+def preact_bottleneck_block(nn: Layers, x, filters, stride, shortcut, name, first=False):
+    """The pre-activation bottleneck unit of ResNet-164 and -1001 (arXiv:1603.05027, as in its
+    authors' code, KaimingHe/resnet-1k-layers): (BN-ReLU-conv) x 3, 1x1 reducing to `filters`,
+    3x3, 1x1 restoring 4 x `filters`, nothing after the addition. Where the width or the size
+    changes, the shortcut is a bare 1x1 projection of the same pre-activated input as the branch
+    (their "common BN, ReLU"); elsewhere the identity of the unit's input. The first unit takes
+    the stem's conv-BN-ReLU as that common pre-activation."""
+    grows = stride != 1 or x.shape[-1] != 4 * filters
+    y = x if first else layers.ReLU(name=f"{name}_relu1")(nn.bn(x, f"{name}_1"))
+    shortcut_input = y if grows else x
+    y = nn.conv(y, filters, stride, kernel=1, name=f"{name}_1")
+    y = nn.conv(layers.ReLU(name=f"{name}_relu2")(nn.bn(y, f"{name}_2")), filters, name=f"{name}_2")
+    y = nn.conv(layers.ReLU(name=f"{name}_relu3")(nn.bn(y, f"{name}_3")), 4 * filters, kernel=1,
+                name=f"{name}_3")
+    if grows:
+        shortcut_input = nn.conv(shortcut_input, 4 * filters, stride, kernel=1,
+                                 name=f"{name}_proj")
+    return layers.Add(name=f"{name}_add")([y, shortcut_input])
+
+
+# The units src.networks registers.
+BLOCKS = {"original": original_block, "preact": preact_block, "bottleneck": bottleneck_block,
+          "preact_bottleneck": preact_bottleneck_block}
 assert BLOCKS.keys() == UNITS.keys(), "a unit built here must be registered in src/networks.py"
 
 
 def resnet(depth: int, shortcut: str = "identity", weight_decay: float = WEIGHT_DECAY,
            block: str = "original", batch_norm: str = "fused", classes: int = 10,
            batch_norm_group: int | None = None) -> keras.Model:
-    """A 6n+2-layer CIFAR network; shortcut="none" gives the plain network of the same depth."""
+    """A CIFAR network of 3 stages (feature maps 32, 16, 8) of n units each: 6n+2 layers of
+    two-layer units, 9n+2 of bottleneck ones; shortcut="none" gives the plain network."""
     n = blocks_per_stage(depth, block)
-    check_choice("shortcut", shortcut, tuple(SHORTCUTS))
+    Network(block, shortcut, depth).check()
     unit = BLOCKS[block]
     nn = Layers(weight_decay, check_choice("batch_norm", batch_norm, BATCH_NORMS),
                 batch_norm_group)
@@ -221,18 +256,19 @@ def resnet(depth: int, shortcut: str = "identity", weight_decay: float = WEIGHT_
             stride = 2 if stage > 0 and i == 0 else 1
             x = unit(nn, x, filters, stride, shortcut, f"stage{stage + 1}_block{i + 1}",
                      first=stage == 0 and i == 0)
-    if block == "preact":  # the last unit's sum is activated once before pooling
+    if UNITS[block].original:  # pre-activation: the last unit's sum is activated once
         x = layers.ReLU(name="final_relu")(nn.bn(x, "final"))
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     # The paper does not say how its classifier starts. Its kernel gets the convolutions' MSRA
-    # Gaussian (n = 64 inputs), as in akamaster's PyTorch CIFAR ResNets, which reproduce Table 6;
+    # Gaussian (n = its inputs), as in akamaster's PyTorch CIFAR ResNets, which reproduce Table 6;
     # its bias starts at zero, as in fb.resnet.torch and under Caffe's default (constant) filler.
     outputs = layers.Dense(
         classes, kernel_initializer=msra_normal(), kernel_regularizer=coupled_l2(weight_decay),
         bias_regularizer=coupled_l2(weight_decay), dtype="float32", name="logits"
     )(x)
     name = "plain" if shortcut == "none" else f"resnet_{shortcut}"
-    return keras.Model(inputs, outputs, name=f"{'preact_' if block == 'preact' else ''}{name}{depth}")
+    prefix = "" if block == "original" else f"{block}_"
+    return keras.Model(inputs, outputs, name=f"{prefix}{name}{depth}")
 
 
 def convolutions(model: keras.Model) -> list:

@@ -7,13 +7,37 @@ src/models.py builds but that is not registered here is refused by the config ch
 """
 from dataclasses import dataclass
 
-# Each residual unit: the prefix of its family's name, and its weighted layers (depth = 3 stages x
-# n units x layers per unit + the first convolution and the classifier).
-UNITS = {"original": ("", 2),  # the paper's two-layer unit
-         "preact": ("pre-act ", 2)}  # BN-ReLU-conv twice (He et al. 2016)
+@dataclass(frozen=True)
+class Unit:
+    """A residual unit as the study names it."""
+    prefix: str  # of its family's name: "" (the paper's), "pre-act ", "bottleneck ", ...
+    layers: int  # weighted layers per unit: depth = 3 stages x n units x layers + 2
+    shortcuts: tuple  # the shortcut options it is built with
+    depths: tuple  # its paper's CIFAR depths, named when a depth is refused
+    paper: str  # the arXiv number of the paper whose CIFAR recipe it is trained with
+    original: str | None = None  # a pre-activation unit: the original-form unit it is compared with
+
+
+RESNET_PAPER, PREACT_PAPER = "1512.03385", "1603.05027"  # He et al. 2015, He et al. 2016
+
+
+ALL_SHORTCUTS = ("none", "identity", "projection", "all_projection")
+UNITS = {
+    # The paper's two-layer unit, conv-BN-ReLU-conv-BN, the shortcut added before the last ReLU.
+    "original": Unit("", 2, ALL_SHORTCUTS, (20, 32, 44, 56, 110, 1202), RESNET_PAPER),
+    # BN-ReLU-conv twice, nothing after the addition (He et al. 2016, "Identity Mappings").
+    "preact": Unit("pre-act ", 2, ALL_SHORTCUTS, (20, 32, 44, 56, 110, 1202), PREACT_PAPER,
+                   "original"),
+    # 1x1 reducing, 3x3, 1x1 restoring four times wider (that paper's Table 3 and appendix): the
+    # width grows at every stage's first unit, where the shortcut is a projection (option B).
+    "bottleneck": Unit("bottleneck ", 3, ("projection",), (164, 1001), PREACT_PAPER),
+    "preact_bottleneck": Unit("pre-act bottleneck ", 3, ("projection",), (164, 1001),
+                              PREACT_PAPER, "bottleneck"),
+}
 # Each shortcut option (the paper's section 3.3): the family a reader sees.
 SHORTCUTS = {"none": "plain", "identity": "ResNet", "projection": "ResNet-B",
              "all_projection": "ResNet-C"}
+assert set(ALL_SHORTCUTS) == set(SHORTCUTS)
 
 
 def check_choice(key, value, allowed) -> str:
@@ -24,12 +48,13 @@ def check_choice(key, value, allowed) -> str:
 
 def blocks_per_stage(depth, block: str = "original") -> int:
     """n in depth = 3 x layers-per-unit x n + 2; the only place depth becomes a network size."""
-    per_unit = 3 * UNITS[check_choice("block", block, tuple(UNITS))][1]
+    unit = UNITS[check_choice("block", block, tuple(UNITS))]
+    per_unit = 3 * unit.layers
     if (isinstance(depth, bool) or not isinstance(depth, int) or depth < per_unit + 2
             or (depth - 2) % per_unit):
-        examples = ", ".join(str(per_unit * n + 2) for n in (1, 2, 3, 5, 7, 9, 18, 200))
         raise ValueError(f"depth={depth!r} is not allowed: depth must be {per_unit}n+2 with "
-                         f"n >= 1 ({examples}, ...)")
+                         f"n >= 1 for block={block} (its paper's: "
+                         f"{', '.join(map(str, unit.depths))})")
     return (depth - 2) // per_unit
 
 
@@ -49,17 +74,28 @@ class Network:
         """ValueError naming the value where the unit, shortcut or depth is not allowed."""
         blocks_per_stage(self.depth, self.block)
         check_choice("shortcut", self.shortcut, tuple(SHORTCUTS))
+        allowed = UNITS[self.block].shortcuts
+        if self.shortcut not in allowed:
+            raise ValueError(f"shortcut={self.shortcut!r} is not allowed with block={self.block}: "
+                             f"choose {' or '.join(allowed)}")
         return self
 
     @property
     def family(self) -> str:
         """plain, ResNet, ResNet-B, pre-act ResNet, ...: what figures average seeds within."""
-        return UNITS[self.block][0] + SHORTCUTS[self.shortcut]
+        return UNITS[self.block].prefix + SHORTCUTS[self.shortcut]
 
     @property
     def label(self) -> str:
         """plain-56, pre-act ResNet-110."""
         return f"{self.family}-{self.depth}"
+
+    @property
+    def original(self) -> "Network | None":
+        """The original-form network a pre-activation one is compared with (claim (d)):
+        pre-act ResNet-110 -> ResNet-110; None for an original-form network."""
+        unit = UNITS[self.block].original
+        return None if unit is None else Network(unit, self.shortcut, self.depth)
 
     def folder(self, seed: int) -> str:
         """The run folder's name: identity-56-s0, none-20-s2 (plain), preact-identity-110-s0."""

@@ -7,6 +7,7 @@ import tensorflow as tf
 from omegaconf import DictConfig
 
 from src.models import resnet
+from src.networks import PREACT_PAPER, UNITS
 
 # The warm-up (paper 4.2, 110 layers) ends once the training error, averaged over this many
 # batches (6,400 images at batch 128: about +-0.5 points of noise), is below
@@ -15,8 +16,9 @@ from src.models import resnet
 # lr 0.1 after 1,000 iterations (79% training error, quick budget; the paper's footnote says it
 # starts converging at 0.1 after several epochs).
 WARMUP_WINDOW = 50
-# Pre-activation units warm up for a fixed length instead (their paper's appendix,
-# arXiv:1603.05027: every CIFAR run at lr 0.01 for the first 400 iterations, then 0.1).
+# The nets of the pre-activation paper (its units and its bottleneck baselines) warm up for a
+# fixed length instead (its appendix, arXiv:1603.05027: every CIFAR run at lr 0.01 for the first
+# 400 iterations, then 0.1).
 PREACT_WARMUP_ITERATIONS = 400
 
 
@@ -30,15 +32,21 @@ def build_model(cfg: DictConfig):
 
 def warmup_enabled(cfg: DictConfig) -> bool:
     """Paper section 4.2: the 110-layer (and deeper) nets warm up at lr 0.01; the pre-activation
-    paper's appendix: every pre-activation net does."""
+    paper's appendix: every net of that paper does."""
     if cfg.train.warmup == "auto":
-        return cfg.depth >= 110 or cfg.block == "preact"
+        return cfg.depth >= 110 or fixed_warmup(cfg)
     return bool(cfg.train.warmup)
 
 
+def fixed_warmup(cfg: DictConfig) -> bool:
+    """A net of the pre-activation paper: its units, and its bottleneck baseline."""
+    return UNITS[cfg.block].paper == PREACT_PAPER
+
+
 def warmup_iterations(cfg: DictConfig) -> int:
-    """The fixed length of the warm-up (pre-activation units), or 0: until the error rule."""
-    return PREACT_WARMUP_ITERATIONS if cfg.block == "preact" else 0
+    """The fixed length of the warm-up (the pre-activation paper's nets), or 0: until the error
+    rule."""
+    return PREACT_WARMUP_ITERATIONS if fixed_warmup(cfg) else 0
 
 
 # --- the schedule ----------------------------------------------------------------------------

@@ -169,11 +169,12 @@ def plan(runs) -> tuple[dict[str, float], list]:
         if state != "finished":  # a conflict is started too: the run says why it refuses
             pending.append(cfg)
         left = 0 if state in ("finished", "conflict") else cfg.train.iterations - done
-        if left and cfg.depth not in rates:
-            rates[cfg.depth] = bare_step(cfg.depth, cfg.train.precision, cfg.train.jit_compile,
-                                         steps=3, cfg=cfg)[0]
+        size = (cfg.block, cfg.depth)  # plain and option A cost the same: one timing for both
+        if left and size not in rates:
+            rates[size] = bare_step(cfg.depth, cfg.train.precision, cfg.train.jit_compile,
+                                    steps=3, cfg=cfg)[0]
         tests = left // cfg.log.test_every * (cfg.data.test_examples or TEST_SIZE)
-        seconds = (left * cfg.train.batch_size + tests * EVAL_COST) / rates[cfg.depth] if left else 0
+        seconds = (left * cfg.train.batch_size + tests * EVAL_COST) / rates[size] if left else 0
         estimates[cfg.run_dir] = seconds
         print(f"  {Path(cfg.run_dir).name:<24} {state:<11} {done:>6} done, "
               f"~{duration(seconds)} to go")
@@ -203,7 +204,9 @@ def step_times(grids, estimates: dict, gain: float) -> list[str]:
         seconds = sum(left.get(name, 0.0) for name in new)
         total += seconds
         named = " ".join(f"{key}={grid[key]}" for key in GRID_KEYS)
-        lines.append(f"  step {k} ({named}, {grid.get('seeds', 1)} seed(s)): {len(new)} new runs, "
+        todo = sum(left.get(name, 0.0) > 0 for name in new)
+        lines.append(f"  step {k} ({named}, {grid.get('seeds', 1)} seed(s)): {todo} of "
+                     f"{len(new)} new runs to train, "
                      f"~{duration(seconds)} {'packed' if gain > 1 else 'one at a time'}, whole "
                      f"after ~{duration(total)}")
     return lines

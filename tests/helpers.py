@@ -16,6 +16,7 @@ import pandas as pd
 
 import experiments.evaluate
 import experiments.gradients
+import experiments.landscape
 import experiments.lesion
 import experiments.responses
 import src.run
@@ -63,7 +64,8 @@ ENTRY_POINTS = {"src.run": lambda args: src.run.cli(),  # Hydra reads sys.argv
                 "experiments.evaluate": experiments.evaluate.main,
                 "experiments.responses": experiments.responses.main,
                 "experiments.gradients": experiments.gradients.main,
-                "experiments.lesion": experiments.lesion.main}
+                "experiments.lesion": experiments.lesion.main,
+                "experiments.landscape": experiments.landscape.main}
 
 
 def run(*args, module="src.run"):

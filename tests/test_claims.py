@@ -6,16 +6,27 @@ import sys
 import numpy as np
 import pandas as pd
 
-from experiments.claims import SHOWN_AT, claim_lines, claims, table6, trend, verdict
+from experiments.claims import (SHOWN_AT, claim_lines, claims, preactivation_table, table6,
+                                trend, verdict)
+from src.networks import SHORTCUTS, UNITS, Network
+
+
+def network(label: str) -> Network:
+    """The network a label names, through the one identity (pre-act ResNet-110, ...)."""
+    depth = int(label.rsplit("-", 1)[1])
+    return next(n for n in (Network(b, s, depth) for b in UNITS for s in SHORTCUTS)
+                if n.label == label)
 
 
 def finals(errors: dict, test_offset=3.0) -> pd.DataFrame:
-    """A frame of finished runs: {"plain-20": [train errors per seed], ...}."""
+    """A frame of finished runs: {"plain-20": [train errors per seed], ...}, with the columns
+    experiments.runs gives them."""
     rows = []
     for name, values in errors.items():
-        net, depth = name.rsplit("-", 1)
+        net = network(name)
         for seed, error in enumerate(values):
-            rows.append({"name": name, "net": net, "depth": int(depth), "seed": seed,
+            rows.append({"name": name, "net": net.family, "depth": net.depth, "seed": seed,
+                         "block": net.block, "original": net.original and net.original.label,
                          "train_error": error, "test_error": error + test_offset,
                          "parameters": 270_000, "scouting": False})
     return pd.DataFrame(rows)
@@ -84,3 +95,24 @@ def test_the_claims_import_no_plotting():
     probe = subprocess.run([sys.executable, "-c", "import sys, experiments.claims; "
                             "print('matplotlib' in sys.modules)"], capture_output=True, text=True)
     assert probe.stdout.strip() == "False", probe.stderr
+
+
+def test_pre_activation_nets_are_compared_with_the_original_form_of_their_own_unit():
+    """Claim (d) and the pre-activation table pair each pre-act net with the original form of
+    its unit at its depth (from src.networks), never by a name typed in the claims."""
+    runs = finals({"ResNet-110": [30.0, 31.0], "pre-act ResNet-110": [20.0, 20.5],
+                   "bottleneck ResNet-B-164": [40.0, 42.0],
+                   "pre-act bottleneck ResNet-B-164": [25.0, 26.0],
+                   "pre-act ResNet-56": [22.0]})  # no ResNet-56: nothing to compare it with
+    judged = claims(runs, pd.DataFrame())
+    d = judged[judged.claim.str.startswith("(d)")]
+    assert d.comparison.tolist() == ["ResNet-110 above pre-act ResNet-110",
+                                     "bottleneck ResNet-B-164 above pre-act bottleneck ResNet-B-164"]
+    assert d.verdict.tolist() == ["shown", "shown"]
+    table = preactivation_table(runs).set_index("network (original unit)")
+    assert table.loc["bottleneck ResNet-B-164", "paper original (%)"] == 5.93
+    assert table.loc["bottleneck ResNet-B-164", "paper pre-act (%)"] == 5.46
+    assert table.loc["ResNet-110", "paper pre-act (%)"] == 6.37
+    assert table.loc["ResNet-110", "pre-act test error (%)"] == "23.25 ± 0.35 (n=2)"
+    assert table.loc["ResNet-56", "original unit test error (%)"] == ""  # not run: left empty
+    assert table.loc["ResNet-56", "pre-act test error (%)"] == "25.00 (n=1)"

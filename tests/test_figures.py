@@ -72,7 +72,8 @@ def test_figures_table_and_claims_from_runs_with_seeds_and_missing_runs(tmp_path
     assert "divided by 10 at 50%, 75% of them" in readme
     assert "plain-20 n=3" in readme and "plain-32 n=1" in readme
     assert ("- still to run: identity-56-s0, identity-32-s0, none-44-s0, identity-44-s0, "
-            "identity-110-s0, preact-identity-110-s0, identity-56-s1, identity-56-s2") in readme
+            "identity-110-s0, preact-identity-110-s0, preact_bottleneck-projection-164-s0, "
+            "identity-56-s1, identity-56-s2") in readme
     rows = [re.sub(r"\s*\|\s*", "|", line) for line in readme.splitlines()
             if line.startswith("| (")]
     # (a) plain-20 -> plain-32: plain-32 has one seed, so no spread: not decided
@@ -163,7 +164,11 @@ def test_a_budget_of_projection_runs_only_gets_its_runs_listed(tmp_path, capsys)
     assert "ResNet-B-20" in (budget / "README.md").read_text()
 
 
-def test_the_gradient_figure_and_its_ratios_come_from_gradients_csv(tmp_path):
+def test_the_gradient_figure_and_its_ratios_come_from_gradients_csv(tmp_path, monkeypatch):
+    import experiments.plotting
+    titles, save = {}, experiments.plotting.save
+    monkeypatch.setattr(experiments.plotting, "save", lambda fig, out: (titles.setdefault(
+        out.stem, fig._suptitle.get_text()), save(fig, out)))
     budget = tmp_path / "quick"
     for shortcut, fall in [("none", 100.0), ("identity", 2.0)]:
         for seed in (0, 1):
@@ -193,6 +198,17 @@ def test_the_gradient_figure_and_its_ratios_come_from_gradients_csv(tmp_path):
         assert bn_line.count(f"{ratio:.3g}") == 1, bn
     header = next(row for row in bn.splitlines() if row.startswith("| name"))
     assert "initialisation" in header and "end" not in header, header
+    # the effective step: lr 0.1 x 1 / 1 at every layer, a ratio of 1 at every moment
+    step = table.split("The effective step")[1]
+    cells = next(row for row in step.splitlines() if row.startswith("| plain-56")).split("|")
+    assert [c.strip() for c in cells[2:-1]] == ["1"] * 4
+    ratio = {net: np.exp(np.log(expected[net][:18]).mean() - np.log(expected[net][-18:]).mean())
+             for net in expected}
+    assert titles["figure_gradients"].startswith(
+        "First third of the layers over the last third: the backward signal (at BN outputs) at "
+        f"initialisation {ratio['plain']:.3g}x in plain-56, {ratio['ResNet']:.3g}x in ResNet-56; "
+        "the effective step at initialisation 1x in plain-56, 1x in ResNet-56; at the end 1x in "
+        "plain-56, 1x in ResNet-56\n"), titles
 
 
 def test_make_figures_imports_no_tensorflow():
@@ -309,6 +325,51 @@ def test_a_title_says_no_more_than_the_claims_rule(tmp_path, monkeypatch):
                                               "decided yet\n")
     assert titles["figure7"].startswith("Figure 7, (e) ResNets respond more weakly, deeper ones "
                                         "more so: not decided yet")
+
+
+def test_figure_preact_pairs_each_unit_with_its_own_original_form(tmp_path, monkeypatch):
+    """The bottleneck pair joins the basic pair in figure_preact and in table6.md's
+    pre-activation table, beside the pre-activation paper's numbers; no name is typed in."""
+    import experiments.plotting
+    drawn = {}
+    monkeypatch.setattr(experiments.plotting, "save", lambda fig, out: drawn.setdefault(
+        out.stem, [t.get_text() for ax in fig.axes if ax.get_legend()
+                   for t in ax.get_legend().get_texts()]))
+    budget = tmp_path / "quick"
+    fake_run(budget, "identity", 110, 0, 40, 42)
+    fake_run(budget, "identity", 110, 0, 30, 33, block="preact")
+    fake_run(budget, "projection", 164, 0, 35, 37, block="bottleneck")
+    fake_run(budget, "projection", 164, 0, 25, 28, block="preact_bottleneck")
+    assert figures([str(budget)]) == 0
+    assert drawn["figure_preact"][:4] == [
+        "ResNet-110 (n=1)", "bottleneck ResNet-B-164 (n=1)",
+        "pre-act ResNet-110 (n=1)", "pre-act bottleneck ResNet-B-164 (n=1)"]
+    table = (budget / "table6.md").read_text()
+    assert "He et al. 2016" in table
+    row = next(line for line in table.splitlines() if line.startswith("| bottleneck ResNet-B-164"))
+    assert [c.strip() for c in row.strip("|").split("|")][2:] == [
+        "37.00 (n=1)", "5.93", "28.00 (n=1)", "5.46"]
+
+
+def test_figure_landscape_states_each_nets_rise_from_its_landscape_csv(tmp_path, monkeypatch):
+    import experiments.plotting
+    titles = {}
+    monkeypatch.setattr(experiments.plotting, "save", lambda fig, out: titles.setdefault(
+        out.stem, fig._suptitle.get_text()))
+    budget = tmp_path / "quick"
+    for shortcut, k in [("none", 4.0), ("identity", 0.5)]:
+        fake_run(budget, shortcut, 20, 0, 10, 12)
+        grid = [(x, y) for x in (-1, 0, 1) for y in (-1, 0, 1)]
+        pd.DataFrame([{"kind": "line", "x": a, "y": 0.0, "loss": 2.3 - a, "error": 0,
+                       "images": 256} for a in (0, 0.5, 1)]
+                     + [{"kind": "plane", "x": x, "y": y, "loss": 1 + k * (x * x + y * y),
+                         "error": 0, "images": 256} for x, y in grid]).to_csv(
+            budget / "runs" / run_name("original", shortcut, 20, 0) / "landscape.csv", index=False)
+    assert figures([str(budget)]) == 0
+    # the border of a 3 x 3 plane: 4 points at distance 1, 4 corners at sqrt(2): mean r^2 1.5
+    assert titles["figure_landscape"].startswith(
+        "Loss on the border of a filter-normalised plane around the final weights over the loss "
+        "at them: 7x (plain-20), 1.75x (ResNet-20)\n"), titles
 
 
 def test_the_project_readme_takes_its_verdicts_from_the_claims_block_by_block(tmp_path):

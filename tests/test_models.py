@@ -286,6 +286,107 @@ def test_preact_unit_is_bn_relu_conv_twice_and_adds_with_nothing_after_it():
     assert model.get_layer("final_bn").input is model.get_layer("stage3_block3_add").output
 
 
+# --- the bottleneck unit (He et al. 2016: CIFAR ResNet-164 and ResNet-1001) --------------------
+
+def bottleneck_parameters(n: int, preact: bool) -> int:
+    """Counted by hand from the authors' code (KaimingHe/resnet-1k-layers, resnet-pre-act.lua):
+    stage widths 16/32/64 inside, 4x outside, a 1x1 projection where the width changes (with BN
+    in the original form, bare in the pre-activation form), the stem 3x3 conv to 16 channels."""
+    total, c_in = 27 * 16 + 2 * 16, 16  # the stem conv and its BN (the first unit's common BN)
+    for stage, f in enumerate((16, 32, 64)):
+        body = 4 * f * f + 9 * f * f + 2 * f + 2 * f  # the 3x3 and the restoring 1x1, two BNs
+        if preact:
+            first = (0 if stage == 0 else 2 * c_in) + c_in * f + body + c_in * 4 * f
+            other = 8 * f + 4 * f * f + body
+        else:
+            first = c_in * f + body + 8 * f + c_in * 4 * f + 8 * f
+            other = 4 * f * f + body + 8 * f
+        total, c_in = total + first + (n - 1) * other, 4 * f
+    return total + (2 * 256 if preact else 0) + 256 * 10 + 10
+
+
+@pytest.mark.parametrize("depth", [164, pytest.param(1001, marks=pytest.mark.heavy)])
+@pytest.mark.parametrize("block", ["bottleneck", "preact_bottleneck"])
+def test_bottleneck_nets_have_the_pre_activation_papers_parameter_count(depth, block):
+    """164 layers: 1,704,154 (original) and 1,703,258 (pre-act), the paper's 1.7M; 1001 layers:
+    10,328,602 and 10,327,706, which the paper prints as 10.2M (the authors' code gives the same
+    count: the paper's figure is not a rounding of it)."""
+    from experiments.paper import PREACT_PARAMETERS_M
+    params = trainable_parameters(resnet(depth, "projection", block=block))
+    assert params == bottleneck_parameters(blocks_per_stage(depth, block), block != "bottleneck")
+    assert abs(params / 1e6 - PREACT_PARAMETERS_M[depth]) < 0.15
+
+
+@pytest.mark.parametrize("block", ["bottleneck", "preact_bottleneck"])
+def test_bottleneck_nets_have_9n_plus_2_layers_and_the_papers_widths(block):
+    model = resnet(164, "projection", block=block)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    projections = [c for c in convs if c.name.endswith("_proj_conv")]
+    assert [c.name for c in projections] == [f"stage{s}_block1_proj_conv" for s in (1, 2, 3)]
+    assert len(convs) - len(projections) + 1 == 164  # + the classifier: 9 x 18 + 2
+    stem = model.get_layer("stem_conv")
+    assert stem.kernel.shape == (3, 3, 3, 16) and stem.input is model.inputs[0]
+    for stage, (size, inner) in enumerate([(32, 16), (16, 32), (8, 64)], 1):
+        unit = f"stage{stage}_block2"
+        assert [model.get_layer(f"{unit}_{k}_conv").kernel.shape for k in (1, 2, 3)] == [
+            (1, 1, 4 * inner, inner), (3, 3, inner, inner), (1, 1, inner, 4 * inner)]
+        assert model.get_layer(f"{unit}_add").output.shape[1:] == (size, size, 4 * inner)
+    assert model(np.zeros((2, 32, 32, 3), np.float32), training=False).shape == (2, 10)
+    for stage in (2, 3):  # the size halves at the first 1x1, as in the authors' code
+        assert model.get_layer(f"stage{stage}_block1_1_conv").strides == (2, 2)
+        assert model.get_layer(f"stage{stage}_block1_proj_conv").strides == (2, 2)
+
+
+def test_pre_activation_bottleneck_ends_in_bn_relu_and_projects_the_pre_activated_input():
+    model = resnet(164, "projection", block="preact_bottleneck")
+    names = {layer.name for layer in model.layers}
+    assert model.get_layer("final_bn").input is model.get_layer("stage3_block18_add").output
+    assert model.get_layer("final_relu").input is model.get_layer("final_bn").output
+    assert model.get_layer("pool").input is model.get_layer("final_relu").output
+    assert not any(name.endswith("_proj_bn") for name in names)  # a bare 1x1 projection
+    for unit, before in [("stage1_block1", "stem_relu"), ("stage2_block1", "stage2_block1_relu1")]:
+        common = model.get_layer(before).output  # one pre-activation for branch and shortcut
+        assert model.get_layer(f"{unit}_1_conv").input is common
+        assert model.get_layer(f"{unit}_proj_conv").input is common
+    add = model.get_layer("stage1_block2_add")
+    assert add.input[1] is model.get_layer("stage1_block1_add").output  # identity elsewhere
+    assert add.input[0] is model.get_layer("stage1_block2_3_conv").output  # nothing after it
+
+
+def test_original_bottleneck_adds_a_projection_with_bn_before_the_last_relu():
+    model = resnet(164, "projection", block="bottleneck")
+    add = model.get_layer("stage2_block1_add")
+    assert add.input[0] is model.get_layer("stage2_block1_3_bn").output
+    assert add.input[1] is model.get_layer("stage2_block1_proj_bn").output
+    assert model.get_layer("stage2_block1_relu3").input is add.output
+    assert "final_bn" not in {layer.name for layer in model.layers}
+
+
+@pytest.mark.parametrize("depth", [32, 1202, 163])
+def test_a_bottleneck_depth_must_be_9n_plus_2(depth):
+    with pytest.raises(ValueError, match=rf"depth={depth} is not allowed: depth must be 9n\+2 "
+                                         r"with n >= 1 for block=bottleneck \(its paper's: 164, "
+                                         r"1001\)"):
+        resnet(depth, "projection", block="bottleneck")
+
+
+@pytest.mark.parametrize("shortcut", ["identity", "none", "all_projection"])
+def test_a_bottleneck_takes_the_projection_shortcut_only(shortcut):
+    with pytest.raises(ValueError, match=rf"shortcut='{shortcut}' is not allowed with "
+                                         "block=preact_bottleneck: choose projection"):
+        resnet(164, shortcut, block="preact_bottleneck")
+
+
+def test_a_bottleneck_network_is_named_paired_and_foldered_through_its_identity():
+    from src.networks import Network
+    preact = Network("preact_bottleneck", "projection", 164)
+    assert preact.label == "pre-act bottleneck ResNet-B-164"
+    assert preact.folder(0) == "preact_bottleneck-projection-164-s0"
+    assert preact.original == Network("bottleneck", "projection", 164)
+    assert Network("preact", "identity", 110).original.label == "ResNet-110"
+    assert Network("bottleneck", "projection", 164).original is None
+
+
 # --- Figure 7: layer responses --------------------------------------------------------------------
 
 @pytest.mark.parametrize("block", ["original", "preact"])
@@ -347,6 +448,35 @@ def test_gradient_norms_equal_a_direct_computation_and_leave_the_network_as_it_w
                                [float(tf.norm(c.kernel)) for c in convs], rtol=1e-6)
 
 
+def test_what_batch_norm_rescales_and_what_it_cannot():
+    """A kernel followed by BN, multiplied by c: the network computes the same function, the
+    gradients at its output and at the kernel are divided by c, the gradient at the BN output
+    does not change, and the effective step lr x |dL/dW| / |W| (the angle a plain SGD step turns
+    the kernel's direction, which is all the function sees) falls by c^2: a grown kernel learns
+    slower, the effective learning rate lr / |W|^2 of van Laarhoven (2017) (docs/runs.md)."""
+    from src.models import gradient_norms
+    keras.utils.set_random_seed(8)
+    model = resnet(8, "identity")
+    images, labels = tf.random.normal((16, 32, 32, 3)), tf.range(16) % 10
+    before = gradient_norms(model)(images, labels, 0)
+    logits = model(images, training=True).numpy()
+    c = 7.0
+    conv = model.get_layer("stage2_block1_1_conv")
+    conv.kernel.assign(conv.kernel * c)
+    after = gradient_norms(model)(images, labels, 0)
+    np.testing.assert_allclose(model(images, training=True).numpy(), logits, rtol=1e-3, atol=1e-4)
+    i = next(k for k, r in enumerate(before) if r["layer"] == "stage2_block1_1")
+    for key in ("output_gradient_norm", "kernel_gradient_norm"):
+        assert after[i][key] == pytest.approx(before[i][key] / c, rel=1e-3)
+    assert after[i]["bn_output_gradient_norm"] == pytest.approx(
+        before[i]["bn_output_gradient_norm"], rel=1e-3)
+    step = [r["kernel_gradient_norm"] / r["kernel_norm"] for r in (before[i], after[i])]
+    assert step[1] == pytest.approx(step[0] / c ** 2, rel=1e-3)
+    others = [k for k in range(len(before)) if k != i]
+    np.testing.assert_allclose([after[k]["bn_output_gradient_norm"] for k in others],
+                               [before[k]["bn_output_gradient_norm"] for k in others], rtol=1e-3)
+
+
 def first_over_last(rows, column) -> float:
     """The geometric mean of a gradient norm over the first third of the 3x3 convolutions (the
     stem included) divided by that over the last third."""
@@ -375,14 +505,16 @@ def test_at_initialisation_plain_56_explodes_backward_and_resnet_56_does_not():
 
 
 @pytest.mark.parametrize("shortcut, block", [("identity", "original"), ("identity", "preact"),
-                                             ("none", "original")])
+                                             ("none", "original"), ("projection", "bottleneck"),
+                                             ("projection", "preact_bottleneck")])
 def test_a_lesioned_unit_passes_its_input_on(shortcut, block):
     """Lesion (experiments.lesion): with a unit removed, a ResNet's unit outputs its shortcut
     and a plain net's unit its input, in inference mode, whatever the trained weights; undone
     after."""
     from experiments.lesion import removable, removed, units
     from src.models import normalised_outputs
-    model = resnet(8, shortcut, block=block)
+    bottleneck = "bottleneck" in block  # 20 = 9 x 2 + 2 layers: its second unit keeps the shape
+    model = resnet(20 if bottleneck else 8, shortcut, block=block)
     rng = np.random.default_rng(6)
     for layer in model.layers:  # trained-looking BN statistics and scales
         if hasattr(layer, "moving_variance"):
@@ -390,11 +522,15 @@ def test_a_lesioned_unit_passes_its_input_on(shortcut, block):
                                  (layer.gamma, 0.5, 1.5), (layer.beta, -0.5, 0.5)]:
                 v.assign(rng.uniform(low, high, v.shape).astype(np.float32))
     residual, after = shortcut != "none", normalised_outputs(model)
-    assert units(model) == ["stage1_block1", "stage2_block1", "stage3_block1"]
-    assert [removable(model, u, residual) for u in units(model)] == [True, residual, residual]
-    unit = "stage1_block1"
-    ends = [model.get_layer("stem_relu").output,  # the unit's input and its output
-            model.get_layer(f"{unit}_relu2" if block == "original" else f"{unit}_add").output]
+    per_stage = 2 if bottleneck else 1
+    assert units(model) == [f"stage{s}_block{b}" for s in (1, 2, 3) for b in range(1, per_stage + 1)]
+    assert [removable(model, u, residual) for u in units(model)][:per_stage + 1] == \
+        [True] * per_stage + [residual]
+    last = {"original": "relu2", "preact": "add", "bottleneck": "relu3",
+            "preact_bottleneck": "add"}[block]
+    unit, before_unit = (("stage1_block2", f"stage1_block1_{last}") if bottleneck else
+                         ("stage1_block1", "stem_relu"))
+    ends = [model.get_layer(before_unit).output, model.get_layer(f"{unit}_{last}").output]
     probe = keras.Model(model.inputs, ends)
     x = rng.normal(size=(4, 32, 32, 3)).astype(np.float32)
     before = probe(x, training=False)[1].numpy()

@@ -90,6 +90,65 @@ def tensorboard_steps(run_dir, tag="error/train") -> list[int]:
     return [event.step for event in events.Tensors(tag)]
 
 
+@pytest.mark.parametrize("block", ["bottleneck", "preact_bottleneck"])
+def test_a_bottleneck_net_trains_end_to_end_under_its_papers_warm_up(smoke, block):
+    """The smallest bottleneck net (20 = 9 x 2 + 2 layers) through src.run and the lesion: its
+    folder named by its unit, lr 0.01 throughout (the pre-activation paper's 400-iteration
+    warm-up is longer than these 4 iterations), its parameters counted in the summary."""
+    overrides, run_dir = smoke
+    overrides = [*overrides[:-1], "depth=20", f"block={block}", "shortcut=projection",
+                 "train.iterations=4", "log.every=2", "log.test_every=2", overrides[-1]]
+    result = run(*overrides)
+    assert result.returncode == 0, result.stderr
+    run_dir = run_dir.parent / f"{block}-projection-20-s0"
+    assert metrics(run_dir).lr.tolist() == pytest.approx([0.01, 0.01])
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["warmup_ended_at"] is None
+    model = build_model(compose(*overrides[:-1]))
+    assert summary["parameters"] == sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    lesion = run(str(run_dir), module="experiments.lesion")
+    assert lesion.returncode == 0, lesion.stderr
+    table = pd.read_csv(run_dir / "lesion.csv")
+    assert table.unit.tolist() == ["none"] + [f"stage{s}_block{b}" for s in (1, 2, 3)
+                                              for b in (1, 2)]
+
+
+def test_the_landscape_of_a_short_run_meets_its_final_weights_on_the_line_and_the_plane(smoke):
+    """experiments.landscape on a finished run: the line's a = 1 and the plane's centre are both
+    the final weights (the same loss), a rerun draws the same seeded directions, and bad options
+    get one line."""
+    overrides, run_dir = smoke
+    assert run(*overrides, "train.iterations=20").returncode == 0
+    result = run("--images", "128", "--grid", "3", "--line", "7", str(run_dir),
+                 module="experiments.landscape")
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(run_dir / "landscape.csv")
+    line, plane = table[table.kind == "line"], table[table.kind == "plane"]
+    assert line.x.tolist() == pytest.approx([-0.25, 0, 0.25, 0.5, 0.75, 1, 1.25])
+    assert len(plane) == 9 and (table.images == 128).all() and (line.y == 0).all()
+    assert sorted(set(plane.x)) == sorted(set(plane.y)) == pytest.approx([-1, 0, 1])
+    centre = plane[(plane.x == 0) & (plane.y == 0)].loss.item()
+    assert line[line.x == 1].loss.item() == pytest.approx(centre, rel=1e-5)
+    assert line[line.x == 0].loss.item() != pytest.approx(centre, rel=1e-3)  # the initial net
+    assert (plane.loss > 0).all() and plane.loss.nunique() > 1
+    again = run("--images", "128", "--grid", "3", "--line", "7", str(run_dir),
+                module="experiments.landscape")
+    assert again.returncode == 0, again.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "landscape.csv"), table, rtol=1e-5)
+    bad = run("--grid", "1", str(run_dir), module="experiments.landscape")
+    assert bad.returncode == 2 and bad.stderr.strip() == "error: --grid=1 is not allowed: at least 2"
+
+
+def test_filter_normalised_directions_match_each_filters_norm_and_skip_bn():
+    from experiments.landscape import filter_normalised
+    rng = np.random.default_rng(0)
+    kernel, gamma = rng.normal(size=(3, 3, 4, 6)).astype(np.float32), np.ones(6, np.float32)
+    d_kernel, d_gamma = filter_normalised([kernel, gamma], rng)
+    np.testing.assert_allclose(np.linalg.norm(d_kernel.reshape(-1, 6), axis=0),
+                               np.linalg.norm(kernel.reshape(-1, 6), axis=0), rtol=1e-5)
+    assert not d_gamma.any() and not np.allclose(d_kernel, kernel)
+
+
 def test_sigterm_checkpoints_mid_interval_and_the_rerun_continues_without_gaps(smoke):
     overrides, run_dir = smoke
     stopped = interrupt_after_first_row(run_dir, *overrides, "train.iterations=60")

@@ -48,12 +48,15 @@ def test_warm_up_holds_0_01_until_released_then_follows_the_schedule():
 @pytest.mark.parametrize("depth, block, warmup, expected", [
     (56, "original", "auto", False), (110, "original", "auto", True),
     (1202, "original", "auto", True), (20, "original", True, True),
-    (110, "original", False, False), (20, "preact", "auto", True), (56, "preact", False, False)])
-def test_warm_up_is_on_for_110_layers_and_pre_activation_units_unless_forced(depth, block, warmup,
-                                                                             expected):
-    cfg = compose(f"depth={depth}", f"block={block}", f"train.warmup={warmup}")
+    (110, "original", False, False), (20, "preact", "auto", True), (56, "preact", False, False),
+    (56, "bottleneck", "auto", True), (164, "preact_bottleneck", "auto", True)])
+def test_warm_up_is_on_for_110_layers_and_the_pre_activation_papers_nets_unless_forced(
+        depth, block, warmup, expected):
+    """The pre-activation paper's nets, its bottleneck baseline too, warm up for 400 iterations."""
+    cfg = compose(f"depth={depth}", f"block={block}", f"train.warmup={warmup}",
+                  *(["shortcut=projection"] if "bottleneck" in block else []))
     assert warmup_enabled(cfg) is expected
-    assert warmup_iterations(cfg) == (400 if block == "preact" else 0)
+    assert warmup_iterations(cfg) == (0 if block == "original" else 400)
 
 
 def test_a_fixed_warm_up_ends_after_its_iterations_whatever_the_error():

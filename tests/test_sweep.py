@@ -86,11 +86,12 @@ def test_the_quick_sweep_covers_figure_6_with_three_seeds_where_the_claims_are_m
     from src.sweep import parse, planned_runs
     options, grids, passed = parse(["budget=quick", "results_dir=/tmp/q"])
     names = [cfg.run_dir.rsplit("/", 1)[1] for cfg in planned_runs(options, grids, passed)]
-    assert len(names) == len(set(names)) == 19
+    assert len(names) == len(set(names)) == 20
     for net in ("none-20", "none-56", "identity-20", "identity-56"):
         assert {f"{net}-s{s}" for s in range(3)} <= set(names)
     assert {"none-32-s0", "none-44-s0", "identity-32-s0", "identity-44-s0", "identity-110-s0",
-            "preact-identity-56-s0", "preact-identity-110-s0"} <= set(names)
+            "preact-identity-56-s0", "preact-identity-110-s0",
+            "preact_bottleneck-projection-164-s0"} <= set(names)
     assert names[:4] == ["none-20-s0", "identity-20-s0", "none-56-s0", "identity-56-s0"]
     assert "none-110-s0" not in names  # plain-110 is in the paper budget's sweep only
 
@@ -292,11 +293,12 @@ def test_the_plan_gives_each_step_of_the_long_grid_its_wall_time_packed():
     grids = Budget.load("long").grids
     estimates = {f"results/long/runs/{network.folder(seed)}": 3600.0
                  for grid in grids for network, seed in expand(grid)}
+    estimates["results/long/runs/identity-56-s0"] = 0.0  # finished
     lines = step_times(grids, estimates, gain=2.0)  # an hour each one at a time, packed 2x
     assert len(lines) == len(grids)
-    assert lines[0] == ("  step 1 (depth=20,56 shortcut=identity block=original, 1 seed(s)): 2 new "
-                        "runs, ~01:00:00 packed, whole after ~01:00:00")
-    assert lines[2].endswith("2 new runs, ~01:00:00 packed, whole after ~04:00:00")  # plain s0
+    assert lines[0] == ("  step 1 (depth=20,56 shortcut=identity block=original, 1 seed(s)): 1 of "
+                        "2 new runs to train, ~00:30:00 packed, whole after ~00:30:00")
+    assert lines[2].endswith("2 of 2 new runs to train, ~01:00:00 packed, whole after ~03:30:00")
     # the third seeds of both sides: only plain's are new, ResNet's came with the second grid
     assert lines[4].startswith("  step 5 (depth=20,56 shortcut=none,identity block=original, "
-                               "3 seed(s)): 2 new runs")
+                               "3 seed(s)): 2 of 2 new runs to train")

@@ -1,0 +1,186 @@
+"""Loss landscape (Li et al., "Visualizing the Loss Landscape of Neural Nets", NeurIPS 2018): a
+finished run's training loss along the line from its initial to its final weights, and on a
+plane around its final weights.
+
+    python -m experiments.landscape [--images N] [--grid K] [--line L] RUN_DIR [RUN_DIR ...]
+
+From the run's final weights (experiments.trained) and its initial ones, rebuilt from its seed
+(as experiments.gradients does). The loss is the cross-entropy (no weight decay) on a fixed
+subset of training images, the first N (default 512) as the test images are given: mean-subtracted,
+not augmented; in batches of 128 with BN normalising by each batch's statistics, as in training:
+the loss is then a function of the weights alone (BN's moving statistics belong to the final
+weights, and would be wrong at every other point), and it is unchanged when a kernel followed by
+BN is rescaled, which is what makes filter normalisation meaningful.
+
+- line: w(a) = w0 + a (w1 - w0) for L values of a from -0.25 to 1.25 (0: the initial weights, 1:
+  the final ones; L = 13 steps by 0.125), every weight moving, BN's included;
+- plane: w1 + x d1 + y d2 on a K x K grid over [-1, 1]^2, d1 and d2 random Gaussian directions
+  (seeded by the run's seed) normalised filter by filter as Li et al. do: each output filter of a
+  kernel (a convolution's or the classifier's) is scaled to the norm of the same filter of w1; BN's
+  gamma and beta and the classifier's bias get no direction.
+
+Writes landscape.csv beside the run: `kind` (line or plane), `x`, `y` (0 on the line), `loss`,
+`error` (% of the subset misclassified), `images` (N). Costs (L + K^2) x N forward passes: with the defaults
+(L = 13, K = 11, 512 images) 69,000.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments import plotting
+from experiments.runs import Runs
+from experiments.trained import command, final_network, write_csv
+from src.runfiles import read_table
+
+CSV = "landscape.csv"
+COLUMNS = ["kind", "x", "y", "loss", "error", "images"]
+DEFAULTS = {"images": 512, "grid": 11, "line": 13}
+BATCH = 128
+
+
+def filter_normalised(weights: list, rng) -> list:
+    """A random direction for each weight: a Gaussian scaled, filter by filter (the last axis of
+    a Keras kernel), to the norm of the weight's same filter; zero for vectors (BN, biases)."""
+    directions = []
+    for w in weights:
+        if w.ndim < 2:
+            directions.append(np.zeros_like(w))
+            continue
+        d = rng.standard_normal(w.shape).astype(w.dtype)
+        axes = tuple(range(w.ndim - 1))
+        scale = np.sqrt((w ** 2).sum(axis=axes)) / (np.sqrt((d ** 2).sum(axis=axes)) + 1e-12)
+        directions.append(d * scale)
+    return directions
+
+
+def initial_weights(cfg) -> list:
+    """The run's initial trainable weights, as its seed made them (experiments.gradients)."""
+    from experiments.gradients import initial_network
+    return [v.numpy() for v in initial_network(cfg)[1].trainable_weights]
+
+
+def measure(run_dir: Path, images=DEFAULTS["images"], grid=DEFAULTS["grid"],
+            line=DEFAULTS["line"]) -> pd.DataFrame:
+    import keras
+    import tensorflow as tf
+    from src.steps import count_wrong
+    with final_network(run_dir) as (cfg, model, data):
+        start = initial_weights(cfg)
+        variables = model.trainable_weights
+        final = [v.numpy() for v in variables]
+        n = min(images, len(data.train_labels)) // BATCH * BATCH
+        if n == 0:
+            raise SystemExit(f"error: --images={images} is not allowed: at least {BATCH} (one "
+                             f"batch), at most the run's {len(data.train_labels)} images")
+        subset = tf.constant(data.train_images[:n].astype(np.float32) / 255 - data.mean)
+        labels = tf.constant(data.train_labels[:n])
+
+        @tf.function(autograph=False)
+        def batch_loss(x, y):
+            logits = model(x, training=True)  # batch statistics; the moving ones are not used
+            loss = tf.reduce_sum(keras.losses.sparse_categorical_crossentropy(y, logits, True))
+            return loss, count_wrong(logits, y)
+
+        def at(point) -> tuple[float, float]:
+            for v, value in zip(variables, point):
+                v.assign(value)
+            loss = wrong = 0.0
+            for k in range(0, n, BATCH):
+                batch, batch_wrong = batch_loss(subset[k:k + BATCH], labels[k:k + BATCH])
+                loss, wrong = loss + float(batch), wrong + float(batch_wrong)
+            return loss / n, 100 * wrong / n
+
+        rows = []
+        for a in np.linspace(-0.25, 1.25, line):
+            loss, error = at([w0 + a * (w1 - w0) for w0, w1 in zip(start, final)])
+            rows.append({"kind": "line", "x": a, "y": 0.0, "loss": loss, "error": error,
+                         "images": n})
+        rng = np.random.default_rng(cfg.seed)
+        d1, d2 = filter_normalised(final, rng), filter_normalised(final, rng)
+        for x in np.linspace(-1, 1, grid):
+            for y in np.linspace(-1, 1, grid):
+                loss, error = at([w + x * a + y * b for w, a, b in zip(final, d1, d2)])
+                rows.append({"kind": "plane", "x": x, "y": y, "loss": loss, "error": error,
+                             "images": n})
+        table = pd.DataFrame(rows, columns=COLUMNS)
+        write_csv(run_dir, CSV, table)
+    centre = table[(table.kind == "plane") & (table.x.abs() < 1e-9) & (table.y.abs() < 1e-9)]
+    print(f"{run_dir}: wrote {CSV} ({line} points on the line, a {grid} x {grid} plane, {n} "
+          f"training images; loss {centre.loss.mean():.3g} at the final weights, "
+          f"{table[table.kind == 'plane'].loss.max():.3g} at most on the plane)")
+    return table
+
+
+def read_landscape(run_dir: Path) -> pd.DataFrame:
+    return read_table(Path(run_dir) / CSV, COLUMNS, integers=("images",), text=("kind",))
+
+
+def edge_rise(plane: pd.DataFrame) -> float:
+    """The mean loss on the plane's border (|x| or |y| = 1) over the loss at its centre."""
+    border = plane[(plane.x.abs() > 1 - 1e-9) | (plane.y.abs() > 1 - 1e-9)].loss.mean()
+    centre = plane[(plane.x.abs() < 1e-9) & (plane.y.abs() < 1e-9)].loss.mean()
+    return border / centre
+
+
+def figure_landscape(finished: Runs, out: Path) -> bool:
+    """The line from initial to final weights for every network, and each network's plane
+    around its final weights, on one colour scale (log10 of the loss); one seed per network,
+    the lowest with a landscape.csv."""
+    import matplotlib.pyplot as plt
+    table = plotting.analysed(finished, read_landscape, CSV, "figure_landscape", "experiments.landscape")
+    if table.empty:
+        return False
+    table = table[table.seed == table.groupby("name").seed.transform("min")]
+    nets = [n for n in plotting.ANALYSED_NETS if n in set(table.name)]
+    palette = plotting.by_depth(table)
+    fig, axes = plt.subplots(1, 1 + len(nets), figsize=(4.2 * (1 + len(nets)), 4.2),
+                             squeeze=False)
+    ax = axes[0, 0]
+    for name in nets:
+        line = table[(table.name == name) & (table.kind == "line")]
+        label = line.label.iloc[0]
+        ax.plot(line.x, line.loss, color=palette[label], marker="o", markersize=3,
+                linestyle="--" if name.startswith("plain") else "-", label=f"{name} (seed "
+                f"{line.seed.iloc[0]})")
+    ax.set(yscale="log", xlabel="0: initial weights, 1: final weights", ylabel="training loss",
+           title="the straight line between them")
+    ax.legend(fontsize=7)
+    planes = table[table.kind == "plane"]
+    levels = np.linspace(np.log10(planes.loss.min()), np.log10(planes.loss.max()), 15)
+    for ax, name in zip(axes[0, 1:], nets):
+        plane = planes[planes.name == name].pivot(index="y", columns="x", values="loss")
+        filled = ax.contourf(plane.columns, plane.index, np.log10(plane.to_numpy()), levels,
+                             cmap="viridis")
+        ax.plot(0, 0, "r+")
+        ax.set(title=f"{name} (seed {planes[planes.name == name].seed.iloc[0]})",
+               xlabel="direction 1 (filter-normalised)", ylabel="direction 2", aspect="equal")
+    fig.colorbar(filled, ax=axes[0, -1], label="log10 training loss (one scale for all)",
+                 format="%.2f", use_gridspec=True)
+    rise = {name: edge_rise(planes[planes.name == name]) for name in nets}
+    grids = planes.groupby("name").x.nunique()
+    fig.text(0.5, 0.005, "measured on " + ", ".join(sorted(
+        {f"{grids[n]} x {grids[n]} points, {planes[planes.name == n].images.iloc[0]} training "
+         "images" for n in nets})) + " (BN on batch statistics)", ha="center", fontsize=7)
+    return plotting.finish(fig, "Loss on the border of a filter-normalised plane around the final "
+                           "weights over the loss at them: " + ", ".join(
+                               f"{rise[n]:.3g}x ({n})" for n in nets), finished.runs, out)
+
+
+def main(argv=sys.argv[1:]):
+    parser = argparse.ArgumentParser(add_help=False)
+    for key, value in DEFAULTS.items():
+        parser.add_argument(f"--{key}", type=int, default=value)
+    options, rest = parser.parse_known_args(argv)
+    for key, value in vars(options).items():
+        if value < (BATCH if key == "images" else 2):
+            print(f"error: --{key}={value} is not allowed: at least "
+                  f"{BATCH if key == 'images' else 2}", file=sys.stderr)
+            return 2
+    return command(lambda run_dir: measure(run_dir, **vars(options)), __doc__, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
