@@ -116,3 +116,26 @@ def test_a_rerun_of_a_finished_run_leaves_its_damaged_files_as_they_are(damaged,
     assert listing(run_dir) == before
     cfg = compose(*overrides)
     assert status(cfg.run_dir, cfg) == ("finished", 20)
+
+
+@pytest.mark.parametrize("fault", ["emptied", "garbage"])
+@pytest.mark.parametrize("name, module", [("gradients.csv", "experiments.gradients"),
+                                          ("responses.csv", "experiments.responses"),
+                                          ("lesion.csv", "experiments.lesion"),
+                                          ("landscape.csv", "experiments.landscape")])
+def test_an_analysis_rewrites_its_own_damaged_csv(damaged, name, module, fault):
+    """The command that writes a CSV writes it whole again over a damaged one; the run's own
+    gradients.csv, whose earlier rows only the training wrote, is kept aside with one line."""
+    import pandas as pd
+    _, run_dir, before = damaged(name, fault)
+    result = run(*ANALYSES[module], str(run_dir), module=module)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    pd.read_csv(run_dir / name)  # whole again
+    added = sorted(str(p) for p in set(listing(run_dir)) - set(before))
+    if name == "gradients.csv":
+        assert len(added) == 1 and added[0].startswith("gradients.corrupt-"), added
+        assert one_line(result).startswith(f"warning: {run_dir}/gradients.csv cannot be read (")
+    else:
+        assert added == [] or added == [name], added  # a missing file comes back
+        assert not result.stderr.strip()
