@@ -1,5 +1,6 @@
 """The sweep: its plan, resuming (finished runs skipped), and its account of failures."""
 import json
+import os
 import re
 import signal
 import subprocess
@@ -185,6 +186,47 @@ def test_the_last_run_of_a_packed_sweep_is_resumed_on_every_core(tmp_path, monke
     assert json.loads((runs / "identity-8-s0/summary.json").read_text())["resumed_at"] == []
     for name in ("identity-8-s0", "identity-56-s0"):
         assert metrics(runs / name).iteration.tolist() == list(range(10, 130, 10))
+
+
+@pytest.mark.heavy
+@pytest.mark.slow  # ~3-5 min on 2 cores: make test-all
+@pytest.mark.parametrize("when", ["after the stop", "before the restart"])
+def test_a_signal_during_the_last_runs_switch_is_one_line_and_the_rerun_completes(
+        tmp_path, monkeypatch, capsys, when):
+    """Ctrl-C or SIGTERM while the sweep moves its last run onto every core (the run stopped and
+    checkpointed, not yet restarted; or restarted that instant): the sweep's one line, no process
+    left, and the same command finishes both curves whole."""
+    import src.sweep
+    monkeypatch.setattr(src.sweep, "TAIL_SECONDS", 0)
+    status, start = src.sweep.status, src.sweep.Sweep.start
+    starts = []
+
+    def signalled_status(run_dir, cfg=None):
+        if cfg is None and when == "after the stop":  # the switch's own read of the run
+            os.kill(os.getpid(), signal.SIGTERM)
+        return status(run_dir, cfg)
+
+    def signalled_start(self, words, name):
+        starts.append(name)
+        child = start(self, words, name)
+        if when == "before the restart" and starts.count(name) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return child
+    monkeypatch.setattr(src.sweep, "status", signalled_status)
+    monkeypatch.setattr(src.sweep.Sweep, "start", signalled_start)
+    words = ["budget=smoke", "depth=8,56", "shortcut=identity", "jobs=2", *LIGHT,
+             "train.iterations=120", f"results_dir={tmp_path}"]
+    assert src.sweep.main(words) == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == ("sweep stopped by signal 15; the running runs were "
+                                            "checkpointed: run the same command again to resume")
+    assert "Traceback" not in err and not sweep_processes(tmp_path)
+    monkeypatch.setattr(src.sweep, "status", status)
+    monkeypatch.setattr(src.sweep.Sweep, "start", start)
+    assert src.sweep.main(words) == 0
+    for name in ("identity-8-s0", "identity-56-s0"):
+        assert metrics(tmp_path / "smoke/runs" / name).iteration.tolist() == \
+            list(range(10, 130, 10))
 
 
 def sweep_processes(root) -> list[str]:
