@@ -173,7 +173,8 @@ def gradient_finding(ratios) -> str:
         ("at the end", said("bn_output_gradient_norm", "end")),
         ("the effective step at initialisation", said("effective_step", "initialisation")),
         ("at the end", said("effective_step", "end"))] if text]
-    return ("First third of the layers over the last third: " + "; ".join(parts)) if parts else \
+    text = "; ".join(parts).replace("; the effective step", ";\nthe effective step")
+    return ("First third of the layers over the last third: " + text) if parts else \
         "The backward signal by layer (plain-56 and ResNet-56 not both measured)"
 
 

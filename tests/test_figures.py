@@ -206,7 +206,7 @@ def test_the_gradient_figure_and_its_ratios_come_from_gradients_csv(tmp_path, mo
              for net in expected}
     assert titles["figure_gradients"].startswith(
         "First third of the layers over the last third: the backward signal (at BN outputs) at "
-        f"initialisation {ratio['plain']:.3g}x in plain-56, {ratio['ResNet']:.3g}x in ResNet-56; "
+        f"initialisation {ratio['plain']:.3g}x in plain-56, {ratio['ResNet']:.3g}x in ResNet-56;\n"
         "the effective step at initialisation 1x in plain-56, 1x in ResNet-56; at the end 1x in "
         "plain-56, 1x in ResNet-56\n"), titles
 
