@@ -61,14 +61,15 @@ def write_budget(finished: Runs, made: list[str]) -> None:
     points = gradient_points(gradients, finished.curves) if not gradients.empty else \
         pd.DataFrame()
 
-    def ratio_table(column, says):
-        """The first-over-last-third ratio of `column` per network and moment, where measured."""
-        if column not in points:
+    def ratio_table(column, says=None):
+        """The first-over-last-third ratio of `column` per network and moment, where measured,
+        after the sentence `says`; nothing where no network has it."""
+        table = gradient_ratios(points, column) if column in points else pd.DataFrame()
+        if table.empty:
             return []
-        table = gradient_ratios(points, column)
-        return [] if table.empty else [says, "", table.pivot(
-            index="name", columns="moment", values="first_over_last")[
-            [m for m in dict.fromkeys(points.moment) if m in set(table.moment)]].to_markdown(
+        moments = [m for m in dict.fromkeys(points.moment) if m in set(table.moment)]
+        return [*([says, ""] if says else []), table.pivot(
+            index="name", columns="moment", values="first_over_last")[moments].to_markdown(
             floatfmt=".3g"), ""]
     backward = [] if points.empty else [
         "## The backward signal (`figure_gradients.png`)", "",
@@ -80,7 +81,7 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         "(docs/runs.md says what each is invariant to): the gradient at each convolution's output, "
         "before BN, which BN rescales (a kernel multiplied by c gives the same function and 1/c "
         "of it, so a small value can mean a large kernel, not a weak signal):", "",
-        *ratio_table("output_gradient_norm", "")[2:],
+        *ratio_table("output_gradient_norm"),
         *ratio_table("bn_output_gradient_norm", "The gradient at the BN outputs, which no "
                      "rescaling of a kernel changes (where the rows have it):"),
         *ratio_table("effective_step", "The effective step, lr x |dLoss/dW| / |W|, the relative "
