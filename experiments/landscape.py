@@ -130,6 +130,7 @@ def figure_landscape(finished: Runs, out: Path) -> bool:
     around its final weights, on one colour scale (log10 of the loss); one seed per network,
     the lowest with a landscape.csv."""
     import matplotlib.pyplot as plt
+    import matplotlib.ticker as ticker
     table = plotting.analysed(finished, read_landscape, CSV, "figure_landscape", "experiments.landscape")
     if table.empty:
         return False
@@ -147,7 +148,10 @@ def figure_landscape(finished: Runs, out: Path) -> bool:
                 f"{line.seed.iloc[0]})")
     ax.set(yscale="log", xlabel="0: initial weights, 1: final weights", ylabel="training loss",
            title="the straight line between them")
-    ax.legend(fontsize=7)
+    ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))  # 1, 2, 5, 10: not 2 x 10^0
+    ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    ax.legend(fontsize=7, handlelength=4)
     planes = table[table.kind == "plane"]
     levels = np.linspace(np.log10(planes.loss.min()), np.log10(planes.loss.max()), 15)
     for ax, name in zip(axes[0, 1:], nets):

@@ -117,22 +117,32 @@ def figure_lesion(finished: Runs, out: Path) -> bool:
     table = plotting.analysed(finished, read_lesion, CSV, "figure_lesion", "experiments.lesion")
     if table.empty:
         return False
-    seeds = table.groupby("name").seed.transform("nunique").astype(str)
-    table = table.assign(label=table.name + " (n=" + seeds + " measured)")  # not the runs' n
+    seeds = table.groupby("name").seed.transform("nunique")
+    table = table.assign(label=table.name + " (" + seeds.astype(str) + " seed"
+                         + np.where(seeds > 1, "s", "") + ")")  # the seeds lesioned, not run
     palette = plotting.by_depth(table)
     fig, ax = plt.subplots(figsize=(9, 4.8))
     whole, worst = table[table["index"] == 0], table[table["index"] > 0]
+    # a plain net's units that change shape have no row: a gap in its line, not a bridge
+    keys = ["label", "name", "seed"]
+    every = pd.MultiIndex.from_tuples(
+        [(*run, index) for run, rows in worst.groupby(keys)
+         for index in range(1, rows["index"].max() + 1)], names=[*keys, "index"])
+    worst = worst.set_index([*keys, "index"]).reindex(every).reset_index()
     for label in plotting.network_order(table):
         style = {"linestyle": "--" if label.startswith("plain") else "-", "marker": "o",
                  "markersize": 3, "linewidth": 1.5}
         plotting.lines(ax, worst, "test_error", palette, [label], x="index", **style)
-        ax.axhline(whole[whole.label == label].test_error.mean(), color=palette[label],
-                   linestyle=":", linewidth=1)
+        level = whole[whole.label == label].test_error.mean()
+        ax.axhline(level, color=palette[label], linestyle=":", linewidth=1)
+        ax.annotate(f"{label.split()[0]} whole: {level:.1f}%", (1, level),
+                    xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7,
+                    color=palette[label])
         ax.plot([], [], color=palette[label], label=label, **style)
     ax.plot([], [], color="grey", linestyle=":", label="the network whole")
     ax.set(xlabel="unit removed (network order)", ylabel="test error (%)",
            title="BN statistics as trained; a plain net's units that change shape cannot be removed")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, handlelength=4)
     rise = (worst.groupby("name").test_error.max() - whole.groupby("name").test_error.mean())
     return plotting.finish(fig, "Removing one unit: the worst single removal raises the test "
                            "error by " + ", ".join(f"{rise[n]:+.1f} points ({n})"
