@@ -54,6 +54,15 @@ def warmups(finished: Runs) -> list[str]:
             "each run went back to lr 0.1:", "", *lines, ""] if lines else []
 
 
+def final_errors(runs) -> str:
+    """One line: each network's final training error, seed by seed (the scouting runs left out,
+    as the claims leave them)."""
+    runs = runs[~runs.scouting].sort_values(["net", "depth", "seed"])
+    return "- final training error, seed by seed: " + ", ".join(
+        f"{name} " + ", ".join(f"s{run.seed} {run.train_error:.1f}" for run in rows.itertuples())
+        + "%" for name, rows in runs.groupby("name", sort=False)) + "."
+
+
 def write_budget(finished: Runs, made: list[str]) -> None:
     """The tables and the README of a budget folder with finished runs; `made`: the figures
     drawn, the headline first."""
@@ -158,6 +167,6 @@ def write_budget(finished: Runs, made: list[str]) -> None:
     write_text(budget_dir / "README.md", "\n".join(readme))
     if budget_dir.resolve() == (ROOT / "results" / budget_dir.name).resolve():  # shipped runs
         write_findings(ROOT / "README.md", budget_dir.name,
-                       claim_lines(judged, runs.budget.iloc[0]))
+                       [final_errors(runs), *claim_lines(judged, runs.budget.iloc[0])])
 
 

@@ -239,6 +239,17 @@ def test_the_scouting_runs_of_the_long_budget_are_drawn_but_not_judged(tmp_path)
     assert "the scouting ones included" in table and "(n=3)" in table
 
 
+def test_the_project_readmes_final_errors_list_every_judged_seed_and_no_scouting_one(tmp_path):
+    from experiments.readme import final_errors
+    from experiments.runs import load_runs
+    budget = tmp_path / "long"
+    for seed in (0, 1, 2):
+        fake_run(budget, "identity", 20, seed, 10 + seed, 12)
+    fake_run(budget, "none", 56, 0, 40, 41)
+    assert final_errors(load_runs(budget).runs) == (
+        "- final training error, seed by seed: ResNet-20 s1 11.0, s2 12.0%, plain-56 s0 40.0%.")
+
+
 def test_the_error_axis_keeps_the_final_errors_apart_and_chance_in_view_when_runs_end_near_it():
     def ends(*finals):
         return pd.DataFrame([{"label": f"net{i}", "seed": 0, "iteration": it,
