@@ -12,8 +12,10 @@ import sys
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
-class Stopped(Exception):
-    """A stop signal arrived (Ctrl-C, SIGTERM, a closed terminal)."""
+class Stopped(BaseException):
+    """A stop signal arrived (Ctrl-C, SIGTERM, a closed terminal). Not an Exception, as
+    KeyboardInterrupt is not: a library's `except Exception` (inspect.getfullargspec has one, which
+    Keras calls for every layer it builds) would turn it into its own error."""
 
 
 @contextlib.contextmanager

@@ -344,3 +344,23 @@ def test_the_plan_gives_each_step_of_the_long_grid_its_wall_time_packed():
     # the third seeds of both sides: only plain's are new, ResNet's came with the second grid
     assert lines[4].startswith("  step 5 (depth=20,56 shortcut=none,identity block=original, "
                                "3 seed(s)): 2 of 2 new runs to train")
+
+
+def test_a_signal_inside_a_librarys_except_exception_still_stops_the_sweep(tmp_path, monkeypatch,
+                                                                           capsys):
+    """Keras builds each layer through inspect.getfullargspec, whose `except Exception` once
+    turned a Ctrl-C in the plan into `TypeError: unsupported callable` and a traceback."""
+    import src.sweep
+
+    def plan(runs):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except Exception as ex:  # as inspect.getfullargspec does
+            raise TypeError("unsupported callable") from ex
+    monkeypatch.setattr(src.sweep, "plan", plan)
+    assert src.sweep.main(["budget=long", "depth=20", "shortcut=none",
+                           f"results_dir={tmp_path}"]) == 130
+    assert capsys.readouterr().err.strip() == ("sweep stopped by signal 2 before its first run: "
+                                               "nothing was trained; run the same command again")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
