@@ -21,9 +21,10 @@ class Stopped(BaseException):
 @contextlib.contextmanager
 def stops_raise(received: list):
     """While the block runs, each of STOP_SIGNALS raises Stopped in the main thread (a command
-    then ends in one line, not a traceback), its number appended to `received` first (a library
-    may re-raise Stopped with another message: OmegaConf does, in an interpolation). The
-    previous handlers come back after it."""
+    then ends in one line, not a traceback), its number appended to `received` first (OmegaConf's
+    interpolations once re-raised Stopped with another message; as a BaseException it now passes
+    their `except Exception`, and Stopped.args[0] holds the number too). The previous handlers
+    come back after it."""
     def stop_now(signum, _):
         received.append(signum)
         raise Stopped(signum)
