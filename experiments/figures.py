@@ -264,14 +264,13 @@ def main(argv=sys.argv[1:]):
     """Each argument is a budget folder (holding runs/) or a root of them (default: results).
     Ctrl-C or SIGTERM stops it in one line: every file it wrote is whole (each is renamed into
     place), the others are as they were."""
-    received = []
     try:
-        with stops_raise(received):
+        with stops_raise():
             return draw(argv)
-    except Stopped:
-        print(f"figures stopped by signal {received[0]}: the files written so far are whole; run "
+    except Stopped as stop:
+        print(f"figures stopped by signal {stop.args[0]}: the files written so far are whole; run "
               "`make figures` again", file=sys.stderr)
-        return 128 + received[0]
+        return 128 + stop.args[0]
 
 
 def draw(argv) -> int:

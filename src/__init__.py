@@ -19,14 +19,10 @@ class Stopped(BaseException):
 
 
 @contextlib.contextmanager
-def stops_raise(received: list):
-    """While the block runs, each of STOP_SIGNALS raises Stopped in the main thread (a command
-    then ends in one line, not a traceback), its number appended to `received` first (OmegaConf's
-    interpolations once re-raised Stopped with another message; as a BaseException it now passes
-    their `except Exception`, and Stopped.args[0] holds the number too). The previous handlers
-    come back after it."""
+def stops_raise():
+    """While the block runs, each of STOP_SIGNALS raises Stopped(its number) in the main thread (a
+    command then ends in one line, not a traceback); the previous handlers come back after it."""
     def stop_now(signum, _):
-        received.append(signum)
         raise Stopped(signum)
     previous = {s: signal.signal(s, stop_now) for s in STOP_SIGNALS}
     try:

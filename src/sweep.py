@@ -315,14 +315,13 @@ def main(argv=sys.argv[1:]):
     # Ctrl-C or SIGTERM before the first run: stop at once (the packing measurement's processes
     # with it). Once runs have started: passed on to the running runs, which checkpoint and stop;
     # the sweep waits for them and starts nothing more. The runs stop too if the sweep dies.
-    received = []
     try:
-        with stops_raise(received):
+        with stops_raise():
             sweep = run_sweep(argv)
-    except Stopped:
-        print(f"sweep stopped by signal {received[0]} before its first run: nothing was trained; "
+    except Stopped as stop:
+        print(f"sweep stopped by signal {stop.args[0]} before its first run: nothing was trained; "
               "run the same command again", file=sys.stderr)
-        return 128 + received[0]
+        return 128 + stop.args[0]
     if sweep.stop:
         print(f"sweep stopped by signal {sweep.stop[0]}; the running runs were checkpointed: run "
               "the same command again to resume", file=sys.stderr)
