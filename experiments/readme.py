@@ -79,8 +79,10 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         moments = [m for m in dict.fromkeys(points.moment) if m in set(table.moment)]
         ratios = table.pivot(index="name", columns="moment", values="first_over_last")[moments]
         shown = ratios.astype(object).where(ratios.notna(), None)  # None: tabulate's missing
+        gaps = ["-: no run of that network has it at that moment.", ""] if ratios.isna().any(
+            axis=None) else []
         return [*([says, ""] if says else []), shown.to_markdown(floatfmt=".3g", missingval="-"),
-                ""]
+                "", *gaps]
     backward = [] if points.empty else [
         "## The backward signal (`figure_gradients.png`)", "",
         "The paper argues that the degradation is not vanishing gradients: with BN, \"the backward "
@@ -93,8 +95,7 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         "of it, so a small value can mean a large kernel, not a weak signal):", "",
         *ratio_table("output_gradient_norm"),
         *ratio_table("bn_output_gradient_norm", "The gradient at the BN outputs, which no "
-                     "rescaling of a kernel changes (where the rows have it; -: no run of that "
-                     "network has it there):"),
+                     "rescaling of a kernel changes (where the rows have it):"),
         *ratio_table("effective_step", "The effective step, lr x |dLoss/dW| / |W|, the relative "
                      "size of a plain SGD step on each kernel (where the rows have it):")]
     runs, budget_dir = finished.runs, finished.folder
