@@ -135,9 +135,10 @@ def figure_lesion(finished: Runs, out: Path) -> bool:
         plotting.lines(ax, worst, "test_error", palette, [label], x="index", **style)
         level = whole[whole.label == label].test_error.mean()
         ax.axhline(level, color=palette[label], linestyle=":", linewidth=1)
-        ax.annotate(f"{label.split()[0]} whole: {level:.1f}%", (1, level),
-                    xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=7,
-                    color=palette[label])
+        side = 0 if label.startswith("plain") else 1  # plain's at the left: close levels apart
+        ax.annotate(f"{label.split()[0]} whole: {level:.1f}%", (side, level),
+                    xycoords=("axes fraction", "data"), ha=("left", "right")[side],
+                    va="bottom", fontsize=7, color=palette[label])
         ax.plot([], [], color=palette[label], label=label, **style)
     ax.plot([], [], color="grey", linestyle=":", label="the network whole")
     ax.set(xlabel="unit removed (network order)", ylabel="test error (%)",
