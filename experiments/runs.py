@@ -74,6 +74,12 @@ def recipe(config: dict) -> str:
     return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:7]
 
 
+def segment_commits(summary) -> list[str]:
+    """The code of each segment, the start then each resume; `unknown` for the segments of a run
+    resumed before runs recorded one per segment (only its last process's commit was kept)."""
+    return summary.commits or ["unknown"] * len(summary.resumed_at) + [summary.commit]
+
+
 def load_runs(budget_dir: Path) -> Runs:
     budget_dir = Path(budget_dir)
     try:
@@ -107,7 +113,7 @@ def load_runs(budget_dir: Path) -> Runs:
                      "milestone": c["train"]["milestones"][0] * summary.iterations,
                      "weights": WEIGHTS if (run_dir / WEIGHTS).exists() else "-",
                      "cpu": summary.hardware["cpu"], "gpus": ", ".join(summary.hardware["gpus"]),
-                     "commits": summary.commits or [summary.commit], "recipe": recipe(c),
+                     "commits": segment_commits(summary), "recipe": recipe(c),
                      "budget": c["budget"]["name"],
                      "batch_size": c["train"]["batch_size"], "lr": c["train"]["lr"],
                      "precision": c["train"]["precision"],

@@ -52,6 +52,8 @@ def test_figures_table_and_claims_from_runs_with_seeds_and_missing_runs(tmp_path
     fake_run(budget, "identity", 56, 0, 30, 32, block="preact")
     resumed = budget / "runs/preact-identity-56-s0/summary.json"  # trained by two commits
     resumed.write_text(json.dumps(json.loads(resumed.read_text()) | {"commits": ["unknown", "d4e5f6"]}))
+    old = budget / "runs/none-32-s0/summary.json"  # resumed before runs kept each segment's code
+    old.write_text(json.dumps(json.loads(old.read_text()) | {"resumed_at": [5]}))
     assert figures([str(budget)]) == 0
     assert "skipped identity-56-s0" in capsys.readouterr().out
     for name in ("figure1.png", "figure6.png", "figure7.png", "table6.md", "table6.csv",
@@ -69,6 +71,7 @@ def test_figures_table_and_claims_from_runs_with_seeds_and_missing_runs(tmp_path
     readme = (budget / "README.md").read_text()
     assert "budget `quick`" in readme and "Test CPU" in readme
     assert "- code: commit abc123, d4e5f6; earlier segments of resumed runs: not recorded" in readme
+    assert re.search(r"^\| plain-32 .*\| unknown abc123 +\|$", readme, re.M)  # 2 segments
     assert "divided by 10 at 50%, 75% of them" in readme
     assert "plain-20 n=3" in readme and "plain-32 n=1" in readme
     assert ("- still to run: identity-56-s0, identity-32-s0, none-44-s0, identity-44-s0, "
