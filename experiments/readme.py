@@ -141,7 +141,8 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         f"- code: commit {', '.join(sorted(commits - {'unknown'}))}"
         + ("; earlier segments of resumed runs: not recorded (trained before runs kept one per "
            "segment)" if "unknown" in commits else ""),
-        "- still to run: " + (", ".join(left) if left else "nothing: every planned run is in"), "",
+        "- still to run: " + (", ".join(left) if left else "nothing: every planned run is in"),
+        *([f"- left out: {finished.left_out}"] if finished.left_out else []), "",
         "## Claims", "",
         f"Each claim is judged by one rule, fixed before the runs: **shown** when the difference of "
         f"the means exceeds {SHOWN_AT} x the larger seed standard deviation of the networks "

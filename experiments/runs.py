@@ -30,6 +30,7 @@ class Runs:
     #                     original (the original-form net a pre-activation one is compared with)
     curves: pd.DataFrame  # a row per run and logged iteration (metrics.csv)
     plan: list = field(default_factory=list)  # the run folders the budget's sweep plans
+    left_out: str = ""  # what the budget's grids leave out, and why
     tables: dict = field(default_factory=dict)  # reader -> its frame, read once
 
     @property
@@ -84,9 +85,9 @@ def load_runs(budget_dir: Path) -> Runs:
     budget_dir = Path(budget_dir)
     try:
         budget = Budget.load(budget_dir.name)
-        plan, scouting = budget.folders(), budget.scouting
+        plan, scouting, left_out = budget.folders(), budget.scouting, budget.left_out
     except BudgetError:  # a folder of runs of no budget file (results_dir=...): nothing planned
-        plan, scouting = [], []
+        plan, scouting, left_out = [], [], ""
     curves, runs = [], []
     for summary_path in sorted(budget_dir.glob("runs/*/summary.json")):
         run_dir = summary_path.parent
@@ -120,11 +121,11 @@ def load_runs(budget_dir: Path) -> Runs:
                      "milestones": ", ".join(f"{m:.0%}" for m in c["train"]["milestones"])})
         curves.append(pd.read_csv(metrics).assign(**run))
     if not runs:
-        return Runs(budget_dir, pd.DataFrame(), pd.DataFrame(), plan)
+        return Runs(budget_dir, pd.DataFrame(), pd.DataFrame(), plan, left_out)
     runs = pd.DataFrame(runs)
     runs["scouting"] = runs.folder.isin(scouting)  # left out of the verdicts
     n = runs.groupby("name").seed.transform("nunique")
     runs["label"] = runs.name + " (n=" + n.astype(str) + ")"
     curves = pd.concat(curves, ignore_index=True)
     curves["label"] = curves.name.map(runs.drop_duplicates("name").set_index("name").label)
-    return Runs(budget_dir, runs, curves, plan)
+    return Runs(budget_dir, runs, curves, plan, left_out)

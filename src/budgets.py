@@ -1,7 +1,7 @@
 """A budget, defined once: its file conf/budget/<name>.yaml sets the runs' length, logging and data
-slices, and the networks its sweep trains (`budget.grids`) and the runs that chose its length
-(`budget.scouting`). A leaf module (OmegaConf, no TensorFlow), read by the config check, the sweep
-and `make figures`.
+slices, the networks its sweep trains (`budget.grids`), the runs that chose its length
+(`budget.scouting`) and what its grids leave out and why (`budget.left_out`). A leaf module
+(OmegaConf, no TensorFlow), read by the config check, the sweep and `make figures`.
 """
 from dataclasses import dataclass
 from itertools import product
@@ -28,6 +28,7 @@ class Budget:
     name: str
     grids: list  # of {depth: "20,56", shortcut: "none,identity", block: original, seeds: 3}
     scouting: list  # run folders left out of the claims
+    left_out: str = ""  # what the grids leave out, and why: a sentence for the budget's README
 
     @classmethod
     def load(cls, name: str) -> "Budget":
@@ -42,7 +43,7 @@ class Budget:
             raise BudgetError(f"{path.relative_to(CONF.parent)} has no budget.grids (each grid "
                               f"names {', '.join(GRID_KEYS)}): its sweep would not know which "
                               "networks to train")
-        return cls(name, grids, budget.get("scouting") or [])
+        return cls(name, grids, budget.get("scouting") or [], budget.get("left_out") or "")
 
     def runs(self) -> list[tuple[Network, int]]:
         """(network, seed) of every run the budget's sweep plans, once each, in order."""

@@ -18,7 +18,8 @@ LEGACY_KEYS = tuple(f"budget.{key}" for key in ("iterations", "milestones", "log
                                                 "test_every", "train_examples", "test_examples"))
 # Config keys that do not change what a run computes: a folder may be resumed with other values.
 RESUMABLE_KEYS = ("results_dir", "run_dir", "overwrite", "data.dir", "data.download",
-                  "checkpoint.every", "threads", "budget.grids", "budget.scouting")
+                  "checkpoint.every", "threads", "budget.grids", "budget.scouting",
+                  "budget.left_out")
 def comparable(cfg: DictConfig) -> dict:
     """The config as a flat dict of what determines a run's results."""
     flat = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0]

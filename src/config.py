@@ -34,6 +34,7 @@ class BudgetKeys:
     name: str = MISSING  # the budget file that set train.iterations and .milestones, log.*, data.*
     grids: List[Dict[str, Any]] = field(default_factory=list)  # its sweep's networks (src.budgets)
     scouting: List[str] = field(default_factory=list)  # its runs that chose its length
+    left_out: str = ""  # what its grids leave out, and why (its README says so)
 
 
 @dataclass

@@ -8,6 +8,7 @@ import pandas as pd
 from experiments.figures import main as figures
 from experiments.plotting import error_limit
 from experiments.paper import RESNET_TEST_ERROR
+from src.budgets import Budget
 from src.networks import run_name
 from src.runfiles import COLUMNS
 
@@ -146,6 +147,20 @@ def test_a_damaged_run_is_skipped_with_a_warning_and_the_rest_drawn(tmp_path, ca
     assert "skipped identity-56-s0: damaged (metrics.csv: it cannot be parsed as CSV)" in err
     assert (budget / "figure6.png").exists()
     assert "none-56-s0" in (budget / "README.md").read_text().split("still to run:")[1]
+    assert "- left out:" not in (budget / "README.md").read_text()  # quick leaves nothing out
+
+
+def test_a_budget_readme_says_what_its_grids_leave_out_and_does_not_list_it_as_to_run(tmp_path):
+    budget = tmp_path / "long"
+    for shortcut in ("none", "identity"):
+        fake_run(budget, shortcut, 20, 0, 10, 12)
+    assert figures([str(budget)]) == 0
+    readme = (budget / "README.md").read_text()
+    left_out = Budget.load("long").left_out
+    assert left_out.startswith("step 5 of the grid") and f"\n- left out: {left_out}\n" in readme
+    to_run = readme.split("- still to run: ")[1].split("\n")[0].split(", ")
+    assert "identity-56-s4" in to_run  # step 4 is planned; step 5 is not
+    assert not {"none-32-s1", "identity-44-s1", "preact-identity-110-s0"} & set(to_run)
 
 
 def test_a_results_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):

@@ -133,14 +133,12 @@ def test_the_long_sweep_scouts_first_then_completes_the_claims_then_every_depth_
     steps = [{"none-20-s2", "none-56-s2", "identity-20-s3", "identity-56-s3"},  # 3 judged seeds
              {"none-32-s0", "none-44-s0", "identity-32-s0", "identity-44-s0"},  # every depth
              {"identity-110-s0"},
-             {"identity-20-s4", "identity-56-s4"},
-             {"none-32-s1", "none-44-s1", "identity-32-s1", "identity-44-s1",
-              "preact-identity-110-s0"}]
+             {"identity-20-s4", "identity-56-s4"}]
     rest = names[10:]
     for step in steps:  # each whole before the next
         assert set(rest[:len(step)]) == step, rest
         rest = rest[len(step):]
-    assert rest == []
+    assert rest == []  # step 5 left out: the whole is over 14 h of a 2-core machine (issue 24)
     assert {cfg.train.iterations for cfg in cfgs} == {16000}  # the scouting's choice
     assert list(cfgs[0].train.milestones) == [0.5, 0.75]
 
