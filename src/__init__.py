@@ -9,6 +9,8 @@ import os
 import signal
 import sys
 
+from src.machine import use_onednn
+
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
@@ -33,7 +35,8 @@ def stops_raise():
 
 
 def configure_tensorflow() -> None:
-    """Import TensorFlow quietly and let GPUs take memory as needed; once per process.
+    """Import TensorFlow quietly, with oneDNN on where TensorFlow would leave it off
+    (src/machine.py), and let GPUs take memory as needed; once per process.
 
     TensorFlow prints C++ start-up notices (oneDNN, CPU features) on import. The log level hides
     the later ones; the first few come before its logger reads the level, so the C-level stderr
@@ -42,6 +45,7 @@ def configure_tensorflow() -> None:
     up front, so that several small runs (the joblib launcher's processes) can share one GPU."""
     if "tensorflow" in sys.modules:
         return
+    use_onednn()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     stderr, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from src.machine import onednn_state, vector_extensions
+
 
 class DamagedFile(Exception):
     """A file of a run folder cannot be read; the message names it and the fault."""
@@ -93,6 +95,7 @@ class Summary:
     test_error: float | None = None
     resumed_at: list = field(default_factory=list)  # the iteration of every resume
     commits: list = field(default_factory=list)  # the code that trained from 0, then from each resume
+    machines: list = field(default_factory=list)  # the machine of each of those segments (machine())
     wall_seconds: float = 0.0
     warmup_ended_at: int | None = None  # where the run went back to train.lr (None: no warm-up)
     updated: str = ""
@@ -121,11 +124,21 @@ def provenance(config: dict, parameters: int) -> Summary:
             for g in tf.config.list_physical_devices("GPU")]
     return Summary(config, parameters,
                    hardware={"cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus,
-                             "platform": platform.platform()},
+                             "platform": platform.platform(),
+                             "vector_extensions": vector_extensions(), "onednn": onednn_state()},
                    versions={"python": platform.python_version(), "tensorflow": tf.__version__,
                              "keras": keras.__version__, "tensorflow_datasets": tfds.__version__,
                              "numpy": numpy.__version__},
                    commit=code_version())
+
+
+def machine(hardware: dict) -> str:
+    """A machine in one phrase, as a run's segments record it: "AMD EPYC x2, AVX2 FMA, oneDNN on"
+    (GPUs where there are)."""
+    extensions = " ".join(hardware.get("vector_extensions", [])) or "vector extensions unknown"
+    onednn = "oneDNN " + ("on" if hardware.get("onednn", {}).get("on") else "off")
+    return ", ".join([f"{hardware['cpu']} x{hardware['cpu_count']}", extensions, onednn,
+                      *hardware.get("gpus", [])])
 
 
 def code_version() -> str:

@@ -26,8 +26,9 @@ from src.checkpoint import Checkpoint
 from src.steps import (WARMUP_WINDOW, Interval, build_model, evaluate, make_optimizer,
                        make_test_step, make_train_step, warmup_enabled, warmup_iterations)
 from src.process import PAUSE_AT, StopSignals, pause, preemption_signal, process_settings, stop_signals
-from src.runfiles import (Row, Summary, TensorBoard, parse_rows, provenance, read_gradients,
-                          read_rows, write_gradients, write_responses, write_rows, write_weights)
+from src.runfiles import (Row, Summary, TensorBoard, machine, parse_rows, provenance,
+                          read_gradients, read_rows, write_gradients, write_responses, write_rows,
+                          write_weights)
 
 class NumericalError(Exception):
     """The loss became NaN or infinite."""
@@ -69,21 +70,24 @@ class LoopState:
     interval_seconds: float = 0.0  # training time of the current logging interval
     resumed_at: list = field(default_factory=list)  # every resume: Ctrl-C, a kill, a requeue
     commits: list = field(default_factory=list)  # the code of the start and of every resume
+    machines: list = field(default_factory=list)  # the machine of each of them (runfiles.machine)
     saved_at: int | None = None  # the last checkpoint's iteration (not saved)
     checked: int = 0  # the last iteration whose loss was read and found finite (not saved)
 
     SAVED = ("iteration", "warming_up", "warmup_ended_at", "seconds", "interval_seconds",
-             "resumed_at", "commits")
+             "resumed_at", "commits", "machines")
 
     @classmethod
-    def from_checkpoint(cls, saved: dict | None, warming_up: bool, commit: str) -> "LoopState":
+    def from_checkpoint(cls, saved: dict | None, warming_up: bool, commit: str,
+                        machine: str) -> "LoopState":
         if saved is None:
-            return cls(warming_up=warming_up, commits=[commit])
+            return cls(warming_up=warming_up, commits=[commit], machines=[machine])
         at, resumed_at = saved["iteration"], saved.get("resumed_at", [])
-        earlier = saved.get("commits", ["unknown"] * (len(resumed_at) + 1))  # older checkpoints
+        unknown = ["unknown"] * (len(resumed_at) + 1)  # checkpoints older than the record
         return cls(at, saved["warming_up"], saved.get("warmup_ended_at"), saved["seconds"],
-                   saved["interval_seconds"], [*resumed_at, at], [*earlier, commit], saved_at=at,
-                   checked=at)
+                   saved["interval_seconds"], [*resumed_at, at],
+                   [*saved.get("commits", unknown), commit],
+                   [*saved.get("machines", unknown), machine], saved_at=at, checked=at)
 
     def to_checkpoint(self, sums: dict) -> dict:
         return ({k: getattr(self, k) for k in self.SAVED} | {"recent_errors": sums["recent_errors"]}
@@ -119,7 +123,8 @@ class Run:
         saved = self.checkpoint.load(self.model, self.optimizer, before=after)  # iterations too
         parameters = trainable_parameters(self.model)
         self.summary = provenance(OmegaConf.to_container(cfg, resolve=True), parameters)
-        self.state = LoopState.from_checkpoint(saved, warmup_enabled(cfg), self.summary.commit)
+        self.state = LoopState.from_checkpoint(saved, warmup_enabled(cfg), self.summary.commit,
+                                               machine(self.summary.hardware))
         self.schedule.warming_up.assign(self.state.warming_up)
         self.interval.restore(saved or {})
         self.rows = read_rows(run_dir / "metrics.csv", self.state.iteration)
@@ -179,8 +184,8 @@ class Run:
         s = self.summary
         s.status, s.iterations, s.error = status, self.state.iteration, error
         s.train_error, s.test_error = last.get("train_error"), last.get("test_error")
-        s.resumed_at, s.commits, s.wall_seconds = (self.state.resumed_at, self.state.commits,
-                                                   self.state.seconds)
+        s.resumed_at, s.commits, s.machines, s.wall_seconds = (
+            self.state.resumed_at, self.state.commits, self.state.machines, self.state.seconds)
         s.warmup_ended_at = self.state.warmup_ended_at
         s.write(self.run_dir)
 

@@ -6,12 +6,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import pytest
-import tensorflow_datasets as tfds
-from tensorflow_datasets.image_classification.cifar import Cifar10
+from src import configure_tensorflow
 
-from tests.helpers import LIGHT, ROOT
+configure_tensorflow()  # as every entry point does: oneDNN on where TensorFlow would leave it off
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
+from tensorflow_datasets.image_classification.cifar import Cifar10  # noqa: E402
+
+from tests.helpers import LIGHT, ROOT  # noqa: E402
 
 # Where the real CIFAR-10 may be, in this order: TFDS_DATA_DIR as the user set it, the shared
 # copy beside the checkout, tfds's default folder (downloading into it if it is empty).

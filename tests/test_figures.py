@@ -157,7 +157,7 @@ def test_a_budget_readme_says_what_its_grids_leave_out_and_does_not_list_it_as_t
     assert figures([str(budget)]) == 0
     readme = (budget / "README.md").read_text()
     left_out = Budget.load("long").left_out
-    assert left_out.startswith("step 5 of the grid") and f"\n- left out: {left_out}\n" in readme
+    assert left_out.startswith("second seeds") and f"\n- left out: {left_out}\n" in readme
     to_run = readme.split("- still to run: ")[1].split("\n")[0].split(", ")
     assert "identity-56-s4" in to_run  # step 4 is planned; step 5 is not
     assert not {"none-32-s1", "identity-44-s1", "preact-identity-110-s0"} & set(to_run)

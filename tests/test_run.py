@@ -2,6 +2,7 @@
 resume, interruption, faults."""
 import json
 import os
+import platform
 import random
 import shutil
 import signal
@@ -15,9 +16,10 @@ import pytest
 
 from src.config import compose
 from src.checkpoint import Checkpoint
-from src.runfiles import COLUMNS, GRADIENT_COLUMNS
+from src.machine import ONEDNN
+from src.runfiles import COLUMNS, GRADIENT_COLUMNS, machine
 from src.steps import build_model, make_optimizer
-from tests.helpers import LIGHT, interrupt_after_first_row, metrics, run, start
+from tests.helpers import LIGHT, ROOT, interrupt_after_first_row, metrics, run, start
 
 LOSSES_AND_ERRORS = ["train_loss", "train_error", "test_loss", "test_error"]
 
@@ -39,6 +41,12 @@ def test_smoke_run_writes_a_complete_run_folder(smoke):
     assert summary["test_error"] == rows.test_error.iloc[-1]
     assert summary["parameters"] == 75_290
     assert summary["config"]["depth"] == 8 and summary["hardware"]["cpu"]
+    hardware = summary["hardware"]
+    if platform.machine() == "x86_64":  # the suite's oneDNN setting, unless the user made one
+        assert hardware["onednn"] == {"on": os.environ.get(ONEDNN, "1") == "1",
+                                      ONEDNN: os.environ.get(ONEDNN, "1")}
+        assert {"AVX2", "FMA"} <= set(hardware["vector_extensions"])  # every CI machine's
+    assert summary["machines"] == [machine(hardware)] and "oneDNN" in summary["machines"][0]
     assert {"tensorflow", "keras"} <= summary["versions"].keys() and summary["commit"]
     assert (run_dir / ".hydra/config.yaml").exists() and (run_dir / "checkpoint.npz").exists()
     assert "[    30/30 100.0% ETA 00:00:00] lr 0.001" in result.stdout  # the progress line
@@ -189,6 +197,19 @@ def test_a_run_restores_the_process_wide_settings_it_changed(smoke):
     assert not tf_config.is_op_determinism_enabled()
 
 
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="the suite sets oneDNN on x86 only")
+@pytest.mark.parametrize("user, on", [(None, True), ("0", False), ("1", True)])
+def test_onednn_is_on_unless_the_user_turned_it_off(user, on):
+    """TensorFlow leaves oneDNN off on AVX2 CPUs; every entry point turns it on before
+    TensorFlow's import (configure_tensorflow), and a value the user set stays."""
+    env = {k: v for k, v in os.environ.items() if k != ONEDNN} | ({ONEDNN: user} if user else {})
+    shown = subprocess.run(
+        [sys.executable, "-c", "from src import configure_tensorflow; configure_tensorflow(); "
+         "from src.machine import onednn_state; print(onednn_state())"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert shown.stdout.strip() == repr({"on": on, ONEDNN: user or "1"}), shown.stderr
+
+
 def test_resume_is_bit_identical_with_determinism(tmp_path):
     common = ["budget=smoke", "depth=8", *LIGHT, "train.iterations=40", "train.deterministic=true"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
@@ -199,6 +220,7 @@ def test_resume_is_bit_identical_with_determinism(tmp_path):
     assert run(*common, f"results_dir={resumed}").returncode == 0
     summary = json.loads((folder / "summary.json").read_text())  # the code of each segment
     assert len(summary["resumed_at"]) == 1 and summary["commits"] == [summary["commit"]] * 2
+    assert summary["machines"] == [machine(summary["hardware"])] * 2
     pd.testing.assert_frame_equal(metrics(straight / "smoke/runs/identity-8-s0")[LOSSES_AND_ERRORS],
                                   metrics(folder)[LOSSES_AND_ERRORS], check_exact=True)
     pd.testing.assert_frame_equal(pd.read_csv(straight / "smoke/runs/identity-8-s0/gradients.csv"),
@@ -446,7 +468,7 @@ def test_a_checkpoint_whose_fingerprint_repeats_the_budget_under_budget_resumes(
                     "budget.test_examples": 500}
     arrays["fingerprint"] = np.array(json.dumps(fingerprint, sort_keys=True))
     state = json.loads(str(arrays["state"]))
-    del state["commits"]
+    del state["commits"], state["machines"]
     arrays["state"] = np.array(json.dumps(state))
     np.savez(run_dir / "checkpoint.npz", **arrays)
     resumed = run(*overrides, "train.iterations=60")
@@ -454,6 +476,7 @@ def test_a_checkpoint_whose_fingerprint_repeats_the_budget_under_budget_resumes(
     assert "cannot be used" not in resumed.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["commits"] == ["unknown", summary["commit"]]  # the first segment's is lost
+    assert summary["machines"] == ["unknown", machine(summary["hardware"])]
 
 
 def test_a_run_that_failed_before_any_progress_does_not_pin_its_config(smoke):

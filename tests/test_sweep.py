@@ -122,23 +122,24 @@ def test_the_plan_lists_every_shipped_run_as_finished():
         assert status(cfg.run_dir, cfg)[0] == "finished", path.parent
 
 
-def test_the_long_sweep_scouts_first_then_completes_the_claims_then_every_depth_step_by_step():
+def test_the_long_sweep_trains_what_was_shipped_then_every_depth_step_by_step():
     from src.sweep import parse, planned_runs
     options, grids, passed = parse(["budget=long", "results_dir=/tmp/l"])
     cfgs = planned_runs(options, grids, passed)
     names = [cfg.run_dir.rsplit("/", 1)[1] for cfg in cfgs]
-    assert names[:10] == ["identity-20-s0", "identity-56-s0", "identity-20-s1", "identity-20-s2",
+    assert names[:12] == ["identity-20-s0", "identity-56-s0", "identity-20-s1", "identity-20-s2",
                           "identity-56-s1", "identity-56-s2", "none-20-s0", "none-56-s0",
-                          "none-20-s1", "none-56-s1"]  # what was shipped, in its order
-    steps = [{"none-20-s2", "none-56-s2", "identity-20-s3", "identity-56-s3"},  # 3 judged seeds
-             {"none-32-s0", "none-44-s0", "identity-32-s0", "identity-44-s0"},  # every depth
+                          "none-20-s1", "none-56-s1", "none-20-s2",
+                          "identity-20-s3"]  # what was shipped, in its order
+    steps = [{"none-32-s0", "none-44-s0", "identity-32-s0", "identity-44-s0"},  # Figure 6's depths
+             {"none-56-s2", "identity-56-s3"},  # the third judged 56-layer seeds
              {"identity-110-s0"},
              {"identity-20-s4", "identity-56-s4"}]
-    rest = names[10:]
+    rest = names[12:]
     for step in steps:  # each whole before the next
         assert set(rest[:len(step)]) == step, rest
         rest = rest[len(step):]
-    assert rest == []  # step 5 left out: the whole is over 14 h of a 2-core machine (issue 24)
+    assert rest == []  # second seeds at 32/44 and the pre-act ResNet-110 are left out
     assert {cfg.train.iterations for cfg in cfgs} == {16000}  # the scouting's choice
     assert list(cfgs[0].train.milestones) == [0.5, 0.75]
 
@@ -339,9 +340,11 @@ def test_the_plan_gives_each_step_of_the_long_grid_its_wall_time_packed():
     assert lines[0] == ("  step 1 (depth=20,56 shortcut=identity block=original, 1 seed(s)): 1 of "
                         "2 new runs to train, ~00:30:00 packed, whole after ~00:30:00")
     assert lines[2].endswith("2 of 2 new runs to train, ~01:00:00 packed, whole after ~03:30:00")
-    # the third seeds of both sides: only plain's are new, ResNet's came with the second grid
-    assert lines[4].startswith("  step 5 (depth=20,56 shortcut=none,identity block=original, "
-                               "3 seed(s)): 2 of 2 new runs to train")
+    # plain-20's third seed: the grid names seeds 0-2, of which only seed 2 is new
+    assert lines[4].startswith("  step 5 (depth=20 shortcut=none block=original, 3 seed(s)): 1 of "
+                               "1 new runs to train")
+    assert lines[6].startswith("  step 7 (depth=32,44 shortcut=none,identity block=original, "
+                               "1 seed(s)): 4 of 4 new runs to train, ~02:00:00 packed")
 
 
 def test_a_signal_inside_a_librarys_except_exception_still_stops_the_sweep(tmp_path, monkeypatch,

@@ -1,0 +1,43 @@
+"""This machine as a run records it: its CPU's vector extensions, and oneDNN, the kernel library
+that TensorFlow's CPU convolutions run in where it is on. A leaf module (no TensorFlow import).
+
+TensorFlow 2.21 turns oneDNN on by default only on x86 CPUs with AVX-512 VNNI or BF16, or AMX.
+On an AVX2 CPU (most laptops and desktops, and some of this project's machines) it leaves it off
+and runs its convolutions as Eigen matrix products: measured 1.9x (ResNet-20) to 2.4x (ResNet-56)
+slower than with oneDNN's jit:avx2 kernels on a 2-core AVX2 EPYC (docs/speed.md). The suite
+therefore turns it on wherever TensorFlow would leave it off, unless the user set it.
+"""
+import os
+import platform
+from pathlib import Path
+
+ONEDNN = "TF_ENABLE_ONEDNN_OPTS"  # TensorFlow's switch: 1 on, 0 off, unset its CPU-based default
+# The /proc/cpuinfo flags that decide which kernels oneDNN and Eigen can use, by their usual names.
+EXTENSIONS = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI",
+              "avx512_bf16": "AVX-512 BF16", "amx_tile": "AMX"}
+
+
+def use_onednn() -> None:
+    """Set TF_ENABLE_ONEDNN_OPTS=1 on x86 where the user has not set it; before TensorFlow's
+    import, which reads it once. Other architectures keep TensorFlow's own choice."""
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        os.environ.setdefault(ONEDNN, "1")
+
+
+def vector_extensions() -> list[str]:
+    """The CPU's vector extensions among EXTENSIONS, e.g. ["AVX2", "FMA"]; [] where
+    /proc/cpuinfo cannot be read."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((set(line.split(":", 1)[1].split()) for line in text.splitlines()
+                  if line.startswith("flags")), set())
+    return [name for flag, name in EXTENSIONS.items() if flag in flags]
+
+
+def onednn_state() -> dict:
+    """Whether TensorFlow runs oneDNN in this process, and TF_ENABLE_ONEDNN_OPTS as it was read
+    (None: unset, TensorFlow's default). Imports TensorFlow."""
+    from tensorflow.python.util import _pywrap_util_port  # TensorFlow's own answer
+    return {"on": bool(_pywrap_util_port.IsMklEnabled()), ONEDNN: os.environ.get(ONEDNN)}
