@@ -12,7 +12,7 @@ LAUNCHER   ?= basic## basic (this machine, JOBS at once) | joblib | submitit_loc
 RESULTS    ?= results## the root of all run folders, figures and tables
 ARGS       ?=## more run overrides, e.g. ARGS='depth=20,56 data.dir=/data/tfds'
 
-.PHONY: help setup test test-fast test-all reproduce-cifar figures bench tensorboard
+.PHONY: help setup test test-fast test-all reproduce-cifar park figures bench tensorboard
 
 help: ## list the targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -48,6 +48,10 @@ reproduce-cifar: setup ## the sweep (BUDGET, SEEDS, JOBS, LAUNCHER), then the fi
 		results_dir=$(RESULTS) $(ARGS); \
 	status=$$?; [ $$status -eq 2 ] || [ $$status -gt 128 ] && exit $$status; \
 	$(PY) -m experiments.figures $(RESULTS)/$(BUDGET) && exit $$status
+
+# Park needs no set-up (git and the standard library): it runs when a machine is about to go.
+park: ## commit every unfinished run under $(RESULTS) with its last checkpoint (any clone resumes it)
+	@$(if $(wildcard $(PY)),$(PY),python3) -m src.park $(RESULTS)
 
 figures: setup ## figures and tables of every $(RESULTS)/<budget>/ from its run folders
 	$(PY) -m experiments.figures $(RESULTS)

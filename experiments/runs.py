@@ -31,6 +31,7 @@ class Runs:
     curves: pd.DataFrame  # a row per run and logged iteration (metrics.csv)
     plan: list = field(default_factory=list)  # the run folders the budget's sweep plans
     left_out: str = ""  # what the budget's grids leave out, and why
+    progress: dict = field(default_factory=dict)  # folder -> (status, iteration, of) if unfinished
     tables: dict = field(default_factory=dict)  # reader -> its frame, read once
 
     @property
@@ -58,8 +59,12 @@ class Runs:
         return self.tables[reader]
 
     def missing(self) -> list[str]:
-        """The runs the budget's sweep plans that are not finished here."""
-        return [name for name in self.plan if name not in set(self.runs.folder)]
+        """The runs the budget's sweep plans that are not finished here, each with its progress
+        where it has made some ("none-32-s0 (parked at 4,200 of 16,000)")."""
+        finished = set(self.runs.folder) if not self.runs.empty else set()
+        return [name + (" ({} at {:,} of {:,})".format(*self.progress[name])
+                        if name in self.progress else "")
+                for name in self.plan if name not in finished]
 
 
 RUN_KEYS = ["net", "depth", "seed", "name", "folder", "label", "milestone"]
@@ -88,7 +93,7 @@ def load_runs(budget_dir: Path) -> Runs:
         plan, scouting, left_out = budget.folders(), budget.scouting, budget.left_out
     except BudgetError:  # a folder of runs of no budget file (results_dir=...): nothing planned
         plan, scouting, left_out = [], [], ""
-    curves, runs = [], []
+    curves, runs, progress = [], [], {}
     for summary_path in sorted(budget_dir.glob("runs/*/summary.json")):
         run_dir = summary_path.parent
         problem = damage(run_dir)
@@ -100,6 +105,9 @@ def load_runs(budget_dir: Path) -> Runs:
         metrics = run_dir / "metrics.csv"
         if summary.status != "finished" or not metrics.exists():
             print(f"skipped {run_dir.name}: {summary.status}, not finished")
+            if summary.iterations:
+                progress[run_dir.name] = (summary.status, summary.iterations,
+                                          summary.config["train"]["iterations"])
             continue
         c = summary.config
         network = Network.of(c)
@@ -121,11 +129,11 @@ def load_runs(budget_dir: Path) -> Runs:
                      "milestones": ", ".join(f"{m:.0%}" for m in c["train"]["milestones"])})
         curves.append(pd.read_csv(metrics).assign(**run))
     if not runs:
-        return Runs(budget_dir, pd.DataFrame(), pd.DataFrame(), plan, left_out)
+        return Runs(budget_dir, pd.DataFrame(), pd.DataFrame(), plan, left_out, progress)
     runs = pd.DataFrame(runs)
     runs["scouting"] = runs.folder.isin(scouting)  # left out of the verdicts
     n = runs.groupby("name").seed.transform("nunique")
     runs["label"] = runs.name + " (n=" + n.astype(str) + ")"
     curves = pd.concat(curves, ignore_index=True)
     curves["label"] = curves.name.map(runs.drop_duplicates("name").set_index("name").label)
-    return Runs(budget_dir, runs, curves, plan, left_out)
+    return Runs(budget_dir, runs, curves, plan, left_out, progress)

@@ -154,8 +154,14 @@ def test_a_budget_readme_says_what_its_grids_leave_out_and_does_not_list_it_as_t
     budget = tmp_path / "long"
     for shortcut in ("none", "identity"):
         fake_run(budget, shortcut, 20, 0, 10, 12)
+    fake_run(budget, "none", 32, 0, 50, 52, status="parked")  # unfinished, its checkpoint in git
+    summary = budget / "runs/none-32-s0/summary.json"
+    summary.write_text(json.dumps(json.loads(summary.read_text()) | {"iterations": 4200} | {
+        "config": json.loads(summary.read_text())["config"] | {"train": {"iterations": 16000}}}))
     assert figures([str(budget)]) == 0
     readme = (budget / "README.md").read_text()
+    assert "none-32-s0 (parked at 4,200 of 16,000)" in readme.split("- still to run: ")[1]
+    assert "plain-32" not in (budget / "table6.md").read_text()  # drawn once finished
     left_out = Budget.load("long").left_out
     assert left_out.startswith("second seeds") and f"\n- left out: {left_out}\n" in readme
     to_run = readme.split("- still to run: ")[1].split("\n")[0].split(", ")

@@ -101,14 +101,20 @@ def test_the_quick_sweep_covers_figure_6_with_three_seeds_where_the_claims_are_m
         ("20", "identity", "original", 2)]
 
 
-def test_the_plan_lists_every_shipped_run_as_finished():
+def test_the_plan_lists_every_shipped_run_as_finished_or_parked():
     """The committed run folders count as finished with today's config, whichever version of it
-    wrote them (older ones repeated the budget's values under budget.*)."""
+    wrote them (older ones repeated the budget's values under budget.*), or as parked (make park)
+    at their checkpoint's iteration."""
+    from src.park import checkpoint_iteration
     from src.networks import run_name
     from src.runfiles import read_summary
     from src.sweep import status
     from tests.helpers import ROOT
-    shipped = sorted((ROOT / "results").glob("*/runs/*/summary.json"))
+    def git(*args):
+        return set(subprocess.run(["git", *args, "--", "results/*/runs/*/summary.json"], cwd=ROOT,
+                                  capture_output=True, text=True, check=True).stdout.split())
+    # As committed: a run this checkout trains now (its summary changed since) is not judged here.
+    shipped = sorted(ROOT / path for path in git("ls-files") - git("diff", "--name-only"))
     assert shipped
     for path in shipped:
         c = read_summary(path.parent).config
@@ -119,7 +125,12 @@ def test_the_plan_lists_every_shipped_run_as_finished():
                       f"results_dir={ROOT / 'results'}")
         assert Path(cfg.run_dir) == path.parent
         assert path.parent.name == run_name(c["block"], c["shortcut"], c["depth"], c["seed"])
-        assert status(cfg.run_dir, cfg)[0] == "finished", path.parent
+        state, done = status(cfg.run_dir, cfg)
+        if state == "parked":
+            checkpoint = path.parent / "checkpoint.npz"
+            assert checkpoint_iteration(checkpoint.read_bytes()) == done, path.parent
+        else:
+            assert state == "finished", path.parent
 
 
 def test_the_long_sweep_trains_what_was_shipped_then_every_depth_step_by_step():
