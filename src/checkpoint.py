@@ -1,6 +1,7 @@
 """A run's checkpoint: `checkpoint.npz` (last) and `checkpoint.prev.npz` (the one before), and
 the fingerprint of the config that a checkpoint and a run folder are compared by.
 """
+import functools
 import json
 import os
 import sys
@@ -20,10 +21,34 @@ LEGACY_KEYS = tuple(f"budget.{key}" for key in ("iterations", "milestones", "log
 RESUMABLE_KEYS = ("results_dir", "run_dir", "overwrite", "data.dir", "data.download",
                   "checkpoint.every", "threads", "budget.grids", "budget.scouting",
                   "budget.left_out")
+CONFIG = Path(__file__).resolve().parent.parent / "conf/config.yaml"
+
+
 def comparable(cfg: DictConfig) -> dict:
     """The config as a flat dict of what determines a run's results."""
     flat = pd.json_normalize(OmegaConf.to_container(cfg, resolve=True), sep=".").iloc[0]
     return {k: v for k, v in flat.to_dict().items() if k not in RESUMABLE_KEYS + LEGACY_KEYS}
+
+
+@functools.cache
+def defaults() -> dict:
+    """conf/config.yaml's own value of each key that has one there (flat; not those a budget or
+    an interpolation sets): what a run whose config predates a key ran with."""
+    raw = OmegaConf.to_container(OmegaConf.load(CONFIG), resolve=False)
+    raw.pop("defaults", None), raw.pop("hydra", None)
+    flat = pd.json_normalize(raw, sep=".").iloc[0].to_dict()
+    return {k: v for k, v in flat.items() if not (isinstance(v, str) and ("${" in v or v == "???"))}
+
+
+def changes(saved: dict, asked: dict) -> dict[str, tuple]:
+    """{key: (saved, asked)} where two fingerprints (`comparable`) differ. A key the saved one
+    lacks, added to the config after that run, counts as conf/config.yaml's default value: the
+    run trained with what the key now says by default. A key the asked one lacks (gone from the
+    config) is not compared."""
+    def before(k):
+        return saved[k] if k in saved else defaults().get(k)
+    return {k: (before(k), asked[k]) for k in sorted(saved.keys() | asked.keys())
+            if k in asked and before(k) != asked[k]}
 
 
 
@@ -85,8 +110,7 @@ class Checkpoint:
             else:
                 missing = [k for k in named if k not in values]
                 reshaped = [k for k in values if values[k].shape != tuple(named[k].shape)]
-                other = [k for k in sorted((fingerprint or {}).keys() | self.fingerprint.keys())
-                         if (fingerprint or {}).get(k) != self.fingerprint.get(k)]
+                other = list(changes(fingerprint or {}, self.fingerprint))
                 if missing or reshaped:
                     reason = (f"it has no {missing[0]}" if missing else f"its {reshaped[0]} has "
                               f"shape {values[reshaped[0]].shape}") + \

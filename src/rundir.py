@@ -19,7 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.checkpoint import Checkpoint, comparable
+from src.checkpoint import Checkpoint, changes, comparable
 from src.runfiles import (DamagedFile, Summary, parse_rows, read_summary, set_aside,
                           write_rows, write_text)
 
@@ -164,9 +164,7 @@ def config_changes(cfg: DictConfig, run_dir: Path) -> dict[str, tuple]:
     saved = saved_config(Path(run_dir))
     if saved is None:
         return {}
-    before, now = comparable(OmegaConf.create(saved)), comparable(cfg)
-    return {k: (before.get(k), now.get(k)) for k in sorted(before.keys() | now.keys())
-            if before.get(k) != now.get(k)}
+    return changes(comparable(OmegaConf.create(saved)), comparable(cfg))
 
 
 def prepare(cfg: DictConfig, run_dir: Path) -> Summary | None:

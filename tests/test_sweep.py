@@ -101,36 +101,82 @@ def test_the_quick_sweep_covers_figure_6_with_three_seeds_where_the_claims_are_m
         ("20", "identity", "original", 2)]
 
 
-def test_the_plan_lists_every_shipped_run_as_finished_or_parked():
-    """The committed run folders count as finished with today's config, whichever version of it
-    wrote them (older ones repeated the budget's values under budget.*), or as parked (make park)
-    at their checkpoint's iteration."""
-    from src.park import checkpoint_iteration
-    from src.networks import run_name
+def shipped_runs() -> list[tuple[Path, dict]]:
+    """(folder, config) of every committed run of a budget, as committed: a run this checkout
+    trains now (its summary changed since) is left out."""
     from src.runfiles import read_summary
-    from src.sweep import status
     from tests.helpers import ROOT
+
     def git(*args):
         return set(subprocess.run(["git", *args, "--", "results/*/runs/*/summary.json"], cwd=ROOT,
                                   capture_output=True, text=True, check=True).stdout.split())
-    # As committed: a run this checkout trains now (its summary changed since) is not judged here.
-    shipped = sorted(ROOT / path for path in git("ls-files") - git("diff", "--name-only"))
+    paths = sorted(ROOT / path for path in git("ls-files") - git("diff", "--name-only"))
+    runs = [(path.parent, read_summary(path.parent).config) for path in paths]
+    # Not those kept aside under another name, e.g. the long budget's 8k scouting runs.
+    return [(folder, c) for folder, c in runs if folder.parent.parent.name == c["budget"]["name"]]
+
+
+def shipped_overrides(c: dict) -> list[str]:
+    from tests.helpers import ROOT
+    return [f"budget={c['budget']['name']}", f"depth={c['depth']}", f"shortcut={c['shortcut']}",
+            f"block={c['block']}", f"seed={c['seed']}", f"results_dir={ROOT / 'results'}"]
+
+
+def shipped_config(c: dict):
+    return compose(*shipped_overrides(c))
+
+
+def test_the_plan_lists_every_shipped_run_as_finished_or_parked():
+    """The committed run folders count as finished with today's config, whichever version of it
+    wrote them (older ones repeated the budget's values under budget.*, or predate a key), or
+    as parked (make park) at their checkpoint's iteration."""
+    from src.park import checkpoint_iteration
+    from src.networks import run_name
+    from src.sweep import status
+    shipped = shipped_runs()
     assert shipped
-    for path in shipped:
-        c = read_summary(path.parent).config
-        if path.parent.parent.parent.name != c["budget"]["name"]:
-            continue  # kept aside under another name, e.g. the long budget's 8k scouting runs
-        cfg = compose(f"budget={c['budget']['name']}", f"depth={c['depth']}",
-                      f"shortcut={c['shortcut']}", f"block={c['block']}", f"seed={c['seed']}",
-                      f"results_dir={ROOT / 'results'}")
-        assert Path(cfg.run_dir) == path.parent
-        assert path.parent.name == run_name(c["block"], c["shortcut"], c["depth"], c["seed"])
+    for folder, c in shipped:
+        cfg = shipped_config(c)
+        assert Path(cfg.run_dir) == folder
+        assert folder.name == run_name(c["block"], c["shortcut"], c["depth"], c["seed"])
         state, done = status(cfg.run_dir, cfg)
         if state == "parked":
-            checkpoint = path.parent / "checkpoint.npz"
-            assert checkpoint_iteration(checkpoint.read_bytes()) == done, path.parent
+            assert checkpoint_iteration((folder / "checkpoint.npz").read_bytes()) == done, folder
         else:
-            assert state == "finished", path.parent
+            assert state == "finished", folder
+
+
+def test_a_new_config_key_at_its_default_leaves_every_shipped_run_finished(tmp_path, monkeypatch):
+    """A key added to the schema after the shipped runs (here `width`, default 1) is, for a run
+    whose config lacks it, the default it trained with; asked for another value, it conflicts."""
+    import dataclasses
+    import shutil
+    from hydra.core.config_store import ConfigStore
+    import src.checkpoint
+    import src.config
+    from src.sweep import status
+    conf = tmp_path / "conf"
+    shutil.copytree(src.config.CONF, conf)
+    (conf / "config.yaml").write_text((conf / "config.yaml").read_text().replace(
+        "\ndepth:", "\nwidth: 1  # a key added after the shipped runs\ndepth:", 1))
+    wider = dataclasses.make_dataclass("Config", [("width", int, dataclasses.field(default=1))],
+                                       bases=(src.config.Config,))
+    store = ConfigStore.instance()
+    monkeypatch.setattr(src.config, "CONF", conf)
+    monkeypatch.setattr(src.checkpoint, "CONFIG", conf / "config.yaml")
+    src.checkpoint.defaults.cache_clear()
+    store.store(name="schema", node=wider)
+    try:
+        runs = shipped_runs()
+        assert runs and all("width" not in c for _, c in runs)
+        for folder, c in runs:
+            assert shipped_config(c).width == 1
+            assert status(str(folder), shipped_config(c))[0] in ("finished", "parked"), folder
+        folder, c = runs[0]
+        assert status(str(folder), compose(*shipped_overrides(c), "width=2"))[0] == "conflict"
+    finally:
+        store.store(name="schema", node=src.config.Config)
+        src.checkpoint.defaults.cache_clear()
 
 
 def test_the_long_sweep_trains_what_was_shipped_then_every_depth_step_by_step():
