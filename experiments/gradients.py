@@ -155,7 +155,7 @@ def add_initial(run_dir: Path) -> None:
 def main(argv=sys.argv[1:]):
     if argv[:1] == ["--initial"]:
         return command(add_initial, __doc__, argv[1:])
-    return command(recompute, __doc__, argv)
+    return command(recompute, __doc__, argv, ("--initial",))
 
 
 if __name__ == "__main__":

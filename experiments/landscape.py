@@ -183,7 +183,8 @@ def main(argv=sys.argv[1:]):
             print(f"error: --{key}={value} is not allowed: at least "
                   f"{BATCH if key == 'images' else 2}", file=sys.stderr)
             return 2
-    return command(lambda run_dir: measure(run_dir, **vars(options)), __doc__, rest)
+    return command(lambda run_dir: measure(run_dir, **vars(options)), __doc__, rest,
+                   tuple(f"--{key}" for key in DEFAULTS))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from src.budgets import Budget, BudgetError
-from src.checkpoint import comparable
+from src.checkpoint import comparable, defaults
 from src.networks import Network
 from src.rundir import damage
 from src.runfiles import WEIGHTS, DamagedFile, read_summary
@@ -73,8 +73,9 @@ RUN_KEYS = ["net", "depth", "seed", "name", "folder", "label", "milestone"]
 def recipe(config: dict) -> str:
     """A short hash of a run's training recipe: its train.* values but the budget's length
     (iterations, milestones) and its batch norm, as the run's config fingerprint holds them
-    (a key at null, as a later option left off, counts as absent)."""
-    keys = {k: v for k, v in comparable(OmegaConf.create(config)).items() if v is not None and (
+    (a key at null counts as absent; a key its config lacks, added since, as its default)."""
+    flat = defaults() | comparable(OmegaConf.create(config))  # a key added since: its default
+    keys = {k: v for k, v in flat.items() if v is not None and (
         k in ("batch_norm", "batch_norm_group")
         or k.startswith("train.") and k not in ("train.iterations", "train.milestones"))}
     return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:7]

@@ -30,6 +30,13 @@ def final_network(run_dir: Path):
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SystemExit(f"error: {run_dir} is not a run folder: nothing to analyse")
+    if (run_dir / "runs").is_dir() and not (run_dir / "summary.json").exists():
+        names = sorted(p.name for p in (run_dir / "runs").iterdir()
+                       if (p / WEIGHTS).exists())
+        raise SystemExit(f"error: {run_dir} is a budget's folder, not a run's: name a run folder "
+                         f"in it, {run_dir / 'runs'}/<run>" + (
+                             f"; those with weights: {', '.join(names)}" if names else
+                             f"; none of its runs has its {WEIGHTS}"))
     try:
         with reading(run_dir):  # read under the lock: no run starts in the folder meanwhile
             summary = read_summary(run_dir)
@@ -61,13 +68,18 @@ def load_final_weights(model, path: Path) -> None:
 
 @contextlib.contextmanager
 def precision(cfg):
-    """The run's precision policy while the block runs."""
+    """The run's precision policy and TensorFloat-32 setting (off for runs whose config predates
+    the key: float32) while the block runs."""
     import keras
+    import tensorflow as tf
     policy = keras.mixed_precision.global_policy()
+    tf32 = tf.config.experimental.tensor_float_32_execution_enabled()
     keras.mixed_precision.set_global_policy(cfg.train.precision)
+    tf.config.experimental.enable_tensor_float_32_execution(cfg.train.get("tf32", False))
     try:
         yield
     finally:
+        tf.config.experimental.enable_tensor_float_32_execution(tf32)
         keras.mixed_precision.set_global_policy(policy)
 
 
@@ -90,11 +102,18 @@ def write_csv(run_dir: Path, name: str, frame) -> None:
                                                             float_format="%.6g"))
 
 
-def command(analyse, doc: str, argv) -> int:
-    """`python -m experiments.<name> RUN_DIR [RUN_DIR ...]`: `analyse` each run folder."""
+def command(analyse, doc: str, argv, options: tuple[str, ...] = ()) -> int:
+    """`python -m experiments.<name> [options] RUN_DIR [RUN_DIR ...]`: `analyse` each run folder;
+    `options`: the ones the command has parsed already, named where another is given."""
     if not argv or argv[0] in ("-h", "--help"):
         print(doc)
         return 0 if argv else 2
+    unknown = next((word for word in argv if word.startswith("-")), None)
+    if unknown:
+        takes = f"it takes {', '.join(options)}" if options else "it takes run folders only"
+        print(f"error: {unknown} is not an option of this command: {takes} (--help)",
+              file=sys.stderr)
+        return 2
     from src import configure_tensorflow
     configure_tensorflow()
     from src.data import DataError

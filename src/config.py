@@ -50,6 +50,7 @@ class TrainKeys:
     warmup_until_error: float = MISSING
     precision: str = MISSING
     jit_compile: bool = MISSING
+    tf32: bool = MISSING
     deterministic: bool = MISSING
 
 

@@ -23,19 +23,22 @@ PAUSE_SECONDS = 300
 
 @contextlib.contextmanager
 def process_settings(cfg: DictConfig):
-    """The process-wide settings a run makes (threads, seed, op determinism, precision policy),
-    and the precision policy, op determinism and recursion limit restored when it ends (the
-    threads cannot be: TensorFlow fixes them at its first op)."""
+    """The process-wide settings a run makes (threads, seed, op determinism, precision policy,
+    TensorFloat-32), and all but the threads restored when it ends (TensorFlow fixes those at
+    its first op)."""
     policy, limit = keras.mixed_precision.global_policy(), sys.getrecursionlimit()
     determinism = tf_config.is_op_determinism_enabled()
+    tf32 = tf.config.experimental.tensor_float_32_execution_enabled()
     use_threads(cfg.threads)
     keras.utils.set_random_seed(cfg.seed)
     if cfg.train.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.mixed_precision.set_global_policy(cfg.train.precision)
+    tf.config.experimental.enable_tensor_float_32_execution(cfg.train.tf32)
     try:
         yield
     finally:
+        tf.config.experimental.enable_tensor_float_32_execution(tf32)
         keras.mixed_precision.set_global_policy(policy)
         sys.setrecursionlimit(limit)
         if not determinism:

@@ -205,3 +205,26 @@ def test_the_two_gpu_batch_norm_groups_compose_and_refuse_keras_batch_norm():
     with pytest.raises(ConfigError, match="batch_norm_group=64 is not allowed: .* with "
                                           "batch_norm=fused"):
         check_config(compose("batch_norm_group=64", "batch_norm=keras"))
+
+
+@pytest.mark.parametrize("module, takes", [
+    ("experiments.landscape", "it takes --images, --grid, --line"),
+    ("experiments.lesion", "it takes run folders only"),
+    ("experiments.gradients", "it takes --initial")])
+def test_an_analysis_names_the_options_it_takes(tmp_path, module, takes):
+    result = run("--points=5", str(tmp_path), module=module)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: --points=5 is not an option of this command: {takes} (--help)"
+
+
+def test_an_analysis_of_a_budget_folder_names_its_run_folders(tmp_path):
+    budget = tmp_path / "long"
+    for name, weights in [("identity-20-s0", True), ("none-20-s0", False)]:
+        (budget / "runs" / name).mkdir(parents=True)
+        if weights:
+            (budget / "runs" / name / "final.weights.h5").write_bytes(b"")
+    result = run(str(budget), module="experiments.evaluate")
+    assert result.returncode != 0
+    assert result.stderr.strip() == (f"error: {budget} is a budget's folder, not a run's: name a "
+                                     f"run folder in it, {budget}/runs/<run>; those with "
+                                     "weights: identity-20-s0")

@@ -41,6 +41,7 @@ def test_smoke_run_writes_a_complete_run_folder(smoke):
     assert summary["test_error"] == rows.test_error.iloc[-1]
     assert summary["parameters"] == 75_290
     assert summary["config"]["depth"] == 8 and summary["hardware"]["cpu"]
+    assert summary["config"]["train"]["tf32"] is False  # in the fingerprint and the recipe hash
     hardware = summary["hardware"]
     if platform.machine() == "x86_64":  # the suite's oneDNN setting, unless the user made one
         assert hardware["onednn"] == {"on": os.environ.get(ONEDNN, "1") == "1",
@@ -208,6 +209,20 @@ def test_onednn_is_on_unless_the_user_turned_it_off(user, on):
          "from src.machine import onednn_state; print(onednn_state())"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert shown.stdout.strip() == repr({"on": on, ONEDNN: user or "1"}), shown.stderr
+
+
+def test_float32_means_float32_unless_tf32_is_asked_for():
+    """TensorFlow runs float32 convolutions in TensorFloat-32 on Ampere-or-later GPUs by default;
+    a run sets train.tf32 (default false, as the paper's float32) and restores it after."""
+    import tensorflow as tf
+    from src.process import process_settings
+    enabled = tf.config.experimental.tensor_float_32_execution_enabled
+    before = enabled()
+    with process_settings(compose("budget=smoke")):
+        assert not enabled()
+    with process_settings(compose("budget=smoke", "train.tf32=true")):
+        assert enabled()
+    assert enabled() == before
 
 
 def test_resume_is_bit_identical_with_determinism(tmp_path):
