@@ -5,10 +5,14 @@ trainer end to end (tfds data, augmentation, logging, checkpoints) and its ratio
 with the fused and with Keras' batch norm, in interleaved rounds (the median is kept, and the
 spread between rounds shown); (3) the input pipeline alone; (4) precision and XLA variants of
 (1) and (2); (5) achieved FLOP/s against the CPU's peak; (6) the sweep's packing: the bare step
-in one process on every core against one process per core, each on one thread, all at once.
-Printed as a table and written to results/bench/bench.csv.
+in one process on every core against one process per core, each on one thread, all at once;
+(7) where PyTorch is installed, the same step in PyTorch (src.torch_reference), the reference the
+trainer is held against. Printed as a table, each line with the CPU's vector extensions and
+oneDNN, and written to results/bench/bench.csv. `--profile DEPTH`: the time per kind of op of one
+step, TensorFlow's profiler beside PyTorch's.
 
     python -m src.bench [--depths 20 56 110] [--steps 15] [--rounds 2] [data.dir=... overrides]
+    python -m src.bench --profile 56
 """
 import argparse
 import contextlib
@@ -35,7 +39,7 @@ from src.budgets import Budget  # noqa: E402
 from src.models import gradient_norms, resnet  # noqa: E402
 from src.networks import Network  # noqa: E402
 from src.config import compose  # noqa: E402
-from src.runfiles import provenance, write_text  # noqa: E402
+from src.runfiles import machine, provenance, write_text  # noqa: E402
 from src.steps import Interval, make_optimizer, make_train_step  # noqa: E402
 from src.process import use_threads  # noqa: E402
 from src.train import train  # noqa: E402
@@ -52,6 +56,11 @@ def training_flops(model) -> float:
         elif isinstance(layer, keras.layers.Dense):
             macs += layer.kernel.shape[0] * layer.kernel.shape[1]
     return 3 * 2 * macs
+
+
+def this_machine() -> str:
+    """The CPU, its vector extensions and oneDNN, GPUs: the line every figure here is read with."""
+    return machine(provenance({}, 0).hardware)
 
 
 def peak_flops() -> tuple[float, str]:
@@ -162,6 +171,63 @@ def packing_gain(depth: int, jobs: int) -> float:
     return sum(packed_rates(depth, jobs, 1)) / packed_rates(depth, 1, None)[0]
 
 
+# Each op of the profiled step by what it does, the first pattern that matches its type wins.
+OP_KINDS = [("convolution backward, input", r"Conv2DBackpropInput"),
+            ("convolution backward, filter", r"Conv2DBackpropFilter"),
+            ("convolution forward", r"Conv2D"),
+            ("batch norm backward", r"FusedBatchNormGrad"),
+            ("batch norm forward", r"FusedBatchNorm"),
+            ("ReLU forward and backward", r"Relu"),
+            ("shortcut and gradient sums (slice, pad, add)", r"Slice|Pad|AddV2|AddN"),
+            ("optimizer, loss and the rest", r".")]
+WRAPPERS = ("Process", "StartRegion", "StopRegion", "Record")  # the executor's, not ops
+
+
+def op_profile(depth: int, steps: int = 5) -> pd.DataFrame:
+    """TensorFlow's profiler on `steps` bare training steps: the time of each kind of op
+    (OP_KINDS) per step, summed over the threads that ran them, and its share of all op time."""
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    step, _, _ = bare_training(depth)
+    for _ in range(3):
+        step()
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for _ in range(steps):
+            step()
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(next(Path(logdir).rglob("*.xplane.pb")).read_bytes())
+    host = next(plane for plane in space.planes if plane.name == "/host:CPU")
+    seconds = {}
+    for line in host.lines:
+        if not line.name.startswith("tf_Compute"):
+            continue
+        for event in line.events:
+            name = host.event_metadata[event.metadata_id].name
+            op = name.rsplit(":", 1)[-1] if ":" in name else name.rsplit("::", 1)[-1]
+            if op not in WRAPPERS:
+                seconds[op] = seconds.get(op, 0.0) + event.duration_ps / 1e12 / steps
+    ops = pd.DataFrame({"op": list(seconds), "ms_per_step": [1e3 * v for v in seconds.values()]})
+    ops["kind"] = [next(kind for kind, pattern in OP_KINDS if re.search(pattern, op))
+                   for op in ops.op]
+    table = ops.groupby("kind", sort=False).agg(ms_per_step=("ms_per_step", "sum"),
+                                               ops=("op", lambda v: " ".join(sorted(v)[:4])))
+    table = table.reindex([k for k, _ in OP_KINDS]).dropna(subset=["ms_per_step"])
+    table["share"] = table.ms_per_step / table.ms_per_step.sum()
+    return table.reset_index()
+
+
+def pytorch_rate(depth: int, steps: int) -> float | None:
+    """images/s of the same step in PyTorch (src.torch_reference, its own process, the same
+    threads), or None where PyTorch is not installed."""
+    import importlib.util
+    if importlib.util.find_spec("torch") is None:
+        return None
+    out = subprocess.run([sys.executable, "-m", "src.torch_reference", str(depth), "--steps",
+                          str(steps)], capture_output=True, text=True, timeout=600)
+    return float(out.stdout.split()[-1]) if out.returncode == 0 else None
+
+
 def trainer(depth, overrides, steps):
     """images/s of the real trainer between its logged rows (evaluation excluded, checkpoints in),
     over rows of 2 x `steps` iterations: shorter ones put more noise than signal into the ratio
@@ -196,7 +262,11 @@ def measure_all(args, overrides) -> list[dict]:
     rows = []
 
     def measure(depth, what, precision="float32", batch_norm="fused", xla=False):
-        if what == "bare step":
+        if what == "PyTorch step":
+            rate, flops = pytorch_rate(depth, args.steps), float("nan")
+            if rate is None:
+                return
+        elif what == "bare step":
             rate, model = bare_step(depth, precision, xla, args.steps, batch_norm=batch_norm)
             flops = rate * training_flops(model) / peak
         else:
@@ -216,6 +286,7 @@ def measure_all(args, overrides) -> list[dict]:
             for batch_norm in ("fused", "keras")[::1 if round_ % 2 == 0 else -1]:
                 measure(depth, "bare step", batch_norm=batch_norm)
                 measure(depth, "trainer", batch_norm=batch_norm)
+            measure(depth, "PyTorch step")  # the reference, where PyTorch is installed
         for precision in precisions[1:]:
             measure(depth, "bare step", precision)
             measure(depth, "trainer", precision)
@@ -254,6 +325,8 @@ def tabulate(rows: list[dict]) -> pd.DataFrame:
     table["trainer_over_bare"] = [r.images_per_second / bare.get(tuple(r[k] for k in key), np.nan)
                                   if r.what == "trainer" else np.nan for _, r in table.iterrows()]
     table["over_fp32_fused_bare"] = table.images_per_second / table.depth.map(reference)
+    pytorch = table[table.what == "PyTorch step"].set_index("depth").images_per_second
+    table["over_pytorch"] = table.images_per_second / table.depth.map(pytorch)
     trainers = table[(table.what == "trainer") & (table.precision == "float32")]
     by_bn = trainers.set_index(["depth", "batch_norm"]).images_per_second
     table["fused_over_keras_trainer"] = table.depth.map(
@@ -310,6 +383,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=2,
                         help="interleaved rounds of the float32 fused vs Keras batch-norm runs")
     parser.add_argument("--out", default="results/bench/bench.csv")
+    parser.add_argument("--profile", type=int, metavar="DEPTH",
+                        help="TensorFlow's (and PyTorch's, where installed) time per op of one "
+                        "training step of a ResNet of DEPTH layers")
     parser.add_argument("--rate-of", type=int, help=argparse.SUPPRESS)  # a packing worker's depth
     parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=6.0, help=argparse.SUPPRESS)
@@ -317,6 +393,14 @@ def main():
     args, overrides = parser.parse_known_args()
     if args.cost:
         print_cost(args.cost, args.seeds)
+        return
+    if args.profile:
+        print(f"{this_machine()}\nTensorFlow, ResNet-{args.profile}, the bare step, per op:")
+        print(op_profile(args.profile).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        if pytorch_rate(args.profile, 1) is not None:
+            print(f"PyTorch, the same step (src.torch_reference), per op:", flush=True)
+            subprocess.run([sys.executable, "-m", "src.torch_reference", str(args.profile),
+                            "--profile", "--steps", "5"])
         return
     if args.rate_of:  # one worker of packed_rates
         use_threads(args.threads)
@@ -334,15 +418,21 @@ def main():
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text(out, table.to_csv(index=False))
     shown = ["depth", "what", "precision", "batch_norm", "xla", "images_per_second", "measured",
-             "spread", "trainer_over_bare", "over_fp32_fused_bare", "flops_fraction_of_peak",
-             "steps"]
-    print(f"\n{hw['cpu']}, {hw['cpu_count']} cores, GPUs: {hw['gpus'] or 'none'}; "
-          f"peak {peak / 1e9:.0f} GFLOP/s assumed ({peak_how})")
+             "spread", "trainer_over_bare", "over_fp32_fused_bare", "over_pytorch",
+             "flops_fraction_of_peak", "steps"]
+    print(f"\n{this_machine()}; peak {peak / 1e9:.0f} GFLOP/s assumed ({peak_how})")
     print(table[shown].to_string(index=False, float_format=lambda v: f"{v:.3g}", na_rep=""))
     for depth, ratio in table.groupby("depth").fused_over_keras_trainer.first().items():
         print(f"ResNet-{depth}: trainer with fused batch norm {ratio:.2f}x the trainer with "
               "Keras' batch norm")
     by_what = table.set_index(["depth", "what"]).images_per_second
+    fp32_fused = table[(table.precision == "float32") & (table.batch_norm == "fused")
+                       & ~table.xla.astype(bool)].set_index(["depth", "what"]).over_pytorch
+    for depth in args.depths:
+        if (depth, "trainer") in fp32_fused.index and not np.isnan(fp32_fused[depth, "trainer"]):
+            print(f"ResNet-{depth}: the trainer {fp32_fused[depth, 'trainer']:.2f}x, the bare step "
+                  f"{fp32_fused[depth, 'bare step']:.2f}x the images/s of PyTorch's channels-last "
+                  "step (src.torch_reference), float32, same cores")
     jobs = os.cpu_count()
     for depth in args.depths:
         if (depth, "1 process") in by_what.index:

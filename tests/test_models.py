@@ -538,3 +538,24 @@ def test_a_lesioned_unit_passes_its_input_on(shortcut, block):
         unit_in, unit_out = (t.numpy() for t in probe(x, training=False))
         np.testing.assert_allclose(unit_out, unit_in, rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(probe(x, training=False)[1].numpy(), before)  # undone
+
+
+@pytest.mark.parametrize("depth", [20, 56])
+def test_the_pytorch_reference_of_make_bench_is_the_same_network(depth):
+    """src.torch_reference, which `make bench` holds the trainer against: option A ResNet with
+    the same parameters, layer for layer."""
+    torch = pytest.importorskip("torch")  # an optional dependency of the benchmark alone
+    from src.torch_reference import resnet as torch_resnet
+    keras_model = resnet(depth, "identity")
+    assert sum(p.numel() for p in torch_resnet(depth).parameters()) == \
+        keras_model.count_params() - sum(w.numpy().size for w in keras_model.non_trainable_weights)
+    assert torch_resnet(depth)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_the_op_profile_of_make_bench_accounts_for_every_op_kind():
+    from src.bench import OP_KINDS, op_profile
+    table = op_profile(8, steps=2)
+    assert set(table.kind) <= {kind for kind, _ in OP_KINDS}
+    assert {"convolution forward", "convolution backward, input", "convolution backward, filter",
+            "batch norm forward", "batch norm backward"} <= set(table.kind)
+    assert table.share.sum() == pytest.approx(1) and (table.ms_per_step > 0).all()
