@@ -2,10 +2,10 @@
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
 
-VENV       ?= .venv
+VENV       ?= .venv## the Python environment make setup creates
 PY         := $(VENV)/bin/python
 TENSORFLOW ?= tensorflow-cpu==2.21.0## on a GPU machine: make setup TENSORFLOW='tensorflow[and-cuda]==2.21.0'
-BUDGET     ?= paper## paper | long | quick | smoke
+BUDGET     ?= paper## paper (GPU work) | long (days on 2 cores) | quick (most of a day) | smoke (minutes)
 SEEDS      ?= 1## seeds per configuration
 JOBS       ?= auto## runs at once on this machine: auto (measured: one per core if that is faster) | N
 LAUNCHER   ?= basic## basic (this machine, JOBS at once) | joblib | submitit_local | slurm (conf/hydra/launcher/slurm.yaml)
@@ -16,8 +16,9 @@ ARGS       ?=## more run overrides, e.g. ARGS='depth=20,56 data.dir=/data/tfds'
 
 help: ## list the targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
-	@echo "variables (make VAR=value): BUDGET SEEDS JOBS LAUNCHER RESULTS ARGS TENSORFLOW; TFDS_DATA_DIR and"
-	@echo "TFDS_DOWNLOAD=false in the environment point the runs at an existing copy of cifar10"
+	@echo "variables (make VAR=value), with their defaults:"
+	@grep -E '^[A-Z]+ +\?=' $(MAKEFILE_LIST) | sed -E 's/ +\?= */=/; s/## */\t# /' | awk -F'\t' '{printf "  %-40s %s\n", $$1, $$2}'
+	@echo "TFDS_DATA_DIR=<folder> and TFDS_DOWNLOAD=false in the environment point the runs at an existing copy of cifar10"
 
 setup: $(VENV)/.installed ## create .venv with the pinned dependencies and $(TENSORFLOW)
 	@grep -qxF '$(TENSORFLOW)' $(VENV)/.installed || { \

@@ -8,8 +8,8 @@ no spread, so a comparison with a one-seed side is "not decided", never "shown".
 import numpy as np
 import pandas as pd
 
-from experiments.paper import (PLAIN_TEST_ERROR, PREACT_TEST_ERROR, RESNET_TEST_ERROR,
-                              RESNET_TEST_ERROR_MEAN)
+from experiments.paper import (PLAIN_TEST_ERROR, PLAIN_TRAIN_ERROR, PREACT_TEST_ERROR,
+                              RESNET_TEST_ERROR, RESNET_TEST_ERROR_MEAN)
 from src.networks import UNITS
 
 SHOWN_AT = 2
@@ -109,6 +109,28 @@ def table6(runs) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def glance(runs) -> pd.DataFrame:
+    """The project README's table: final training and test error of the plain and ResNet nets
+    at every depth, mean ± sd over every finished seed (n), beside the paper's values."""
+    def cell(name, column):
+        mean, std, n = stats(runs, name, column)
+        return "-" if n == 0 else f"{mean:.1f}" + ("" if np.isnan(std) else f" ± {std:.1f}") + \
+            f" ({n})"
+    rows = []
+    for depth in sorted(runs[runs.net.isin(["plain", "ResNet"])].depth.unique()):
+        paper_plain = (f"~{PLAIN_TRAIN_ERROR[depth]:g} / ~{PLAIN_TEST_ERROR[depth]:g}"
+                       if depth in PLAIN_TEST_ERROR else "-")
+        rows.append({"layers": depth,
+                     "plain: train / test error (%)": f"{cell(f'plain-{depth}', 'train_error')} "
+                                                      f"/ {cell(f'plain-{depth}', 'test_error')}",
+                     "ResNet: train / test error (%)": f"{cell(f'ResNet-{depth}', 'train_error')} "
+                                                       f"/ {cell(f'ResNet-{depth}', 'test_error')}",
+                     "paper, plain (Fig. 6, read off)": paper_plain,
+                     "paper, ResNet test (Table 6)": f"{RESNET_TEST_ERROR[depth]:g}"
+                     if depth in RESNET_TEST_ERROR else "-"})
+    return pd.DataFrame(rows)
+
+
 def claims(runs, responses) -> pd.DataFrame:
     """Each claim of the paper that these runs can test, as a row: what is compared, the two
     sides (mean +- std, n), the difference in the claim's direction, the threshold, the verdict."""
@@ -183,9 +205,10 @@ def finding(judged, claim: str) -> str | None:
     return claim_word(rows) if len(rows) else None
 
 
-def claim_lines(judged, budget) -> list[str]:
+def claim_lines(judged, budget, note=True) -> list[str]:
     """One line per claim: in how many of its comparisons the rule finds it shown. A claim with
-    undecided comparisons is "shown" or "not shown" only "where decided"."""
+    undecided comparisons is "shown" or "not shown" only "where decided". `note`: and, below the
+    paper's budget, where (c) is tested."""
     lines = []
     for claim, rows in (judged.groupby("claim", sort=False) if not judged.empty else []):
         decided = rows[~rows.verdict.str.startswith("not decided")]
@@ -193,7 +216,7 @@ def claim_lines(judged, budget) -> list[str]:
         lines.append(f"- {claim}: **{claim_word(rows)}** (shown in {shown} of {len(rows)} comparisons"
                      + (f", {len(rows) - len(decided)} not decided: a side with one seed)."
                         if len(decided) < len(rows) else ")."))
-    if budget != "paper":
+    if budget != "paper" and note:
         lines.append("- (c) is the paper's Table 6, the result of the full 64k-iteration schedule; "
                      "whatever a shorter budget shows, the test of it is the paper budget on a "
                      "GPU: `make reproduce-cifar BUDGET=paper SEEDS=5` (docs/speed.md).")

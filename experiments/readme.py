@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.claims import SHOWN_AT, claim_lines, judge, preactivation_table, table6
+from experiments.claims import (SHOWN_AT, claim_lines, glance, judge, preactivation_table,
+                               table6)
 from experiments.gradients import gradient_points, gradient_ratios, read_gradient_table
 from experiments.runs import Runs
 from src.runfiles import WEIGHTS, read_responses, write_text
@@ -15,8 +16,8 @@ from src.runfiles import WEIGHTS, read_responses, write_text
 ROOT = Path(__file__).resolve().parent.parent
 # The project README's block of each shipped budget's claims, rewritten by every `make figures`
 # of that budget: no verdict there is typed by hand.
-FINDINGS = ("<!-- the claims of results/{budget}, as make figures judged them -->",
-            "<!-- end of the claims of results/{budget} -->")
+FINDINGS = ("<!-- made by make figures from results/{budget} -->",
+            "<!-- end of results/{budget} -->")
 
 
 def write_findings(readme: Path, budget: str, lines: list[str]) -> bool:
@@ -54,13 +55,17 @@ def warmups(finished: Runs) -> list[str]:
             "each run went back to lr 0.1:", "", *lines, ""] if lines else []
 
 
-def final_errors(runs) -> str:
-    """One line: each network's final training error, seed by seed (the scouting runs left out,
-    as the claims leave them)."""
-    runs = runs[~runs.scouting].sort_values(["net", "depth", "seed"])
-    return "- final training error, seed by seed: " + ", ".join(
-        f"{name} " + ", ".join(f"s{run.seed} {run.train_error:.1f}" for run in rows.itertuples())
-        + "%" for name, rows in runs.groupby("name", sort=False)) + "."
+def at_a_glance(runs, judged) -> list[str]:
+    """The project README's block of a budget: its results table, then the claims' verdicts."""
+    scouts = runs.scouting.sum()
+    return [f"Final error after {runs.iterations.max():,} iterations, % (mean ± sd over seeds, "
+            "n); the paper's values after 64,000" + (
+                f"; every finished seed, the {scouts} scouting runs that chose this length "
+                "included (the claims leave them out)" if scouts else "") + ":", "",
+            glance(runs).to_markdown(index=False), "",
+            "The claims, judged by the rule fixed before the runs "
+            f"([results/{runs.budget.iloc[0]}](results/{runs.budget.iloc[0]}/README.md) has each "
+            "comparison):", "", *claim_lines(judged, runs.budget.iloc[0], note=False)]
 
 
 def write_budget(finished: Runs, made: list[str]) -> None:
@@ -170,7 +175,6 @@ def write_budget(finished: Runs, made: list[str]) -> None:
     ]
     write_text(budget_dir / "README.md", "\n".join(readme))
     if budget_dir.resolve() == (ROOT / "results" / budget_dir.name).resolve():  # shipped runs
-        write_findings(ROOT / "README.md", budget_dir.name,
-                       [final_errors(runs), *claim_lines(judged, runs.budget.iloc[0])])
+        write_findings(ROOT / "README.md", budget_dir.name, at_a_glance(runs, judged))
 
 

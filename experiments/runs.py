@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from src.budgets import Budget, BudgetError
 from src.checkpoint import comparable, defaults
 from src.networks import Network
+from src.park import PARKED
 from src.rundir import damage
 from src.runfiles import WEIGHTS, DamagedFile, read_summary
 
@@ -31,7 +32,7 @@ class Runs:
     curves: pd.DataFrame  # a row per run and logged iteration (metrics.csv)
     plan: list = field(default_factory=list)  # the run folders the budget's sweep plans
     left_out: str = ""  # what the budget's grids leave out, and why
-    progress: dict = field(default_factory=dict)  # folder -> (status, iteration, of) if unfinished
+    progress: dict = field(default_factory=dict)  # folder -> (status, iteration, of) if parked
     tables: dict = field(default_factory=dict)  # reader -> its frame, read once
 
     @property
@@ -106,7 +107,7 @@ def load_runs(budget_dir: Path) -> Runs:
         metrics = run_dir / "metrics.csv"
         if summary.status != "finished" or not metrics.exists():
             print(f"skipped {run_dir.name}: {summary.status}, not finished")
-            if summary.iterations:
+            if summary.status == PARKED:  # its checkpoint in git: any clone resumes it
                 progress[run_dir.name] = (summary.status, summary.iterations,
                                           summary.config["train"]["iterations"])
             continue

@@ -45,7 +45,8 @@ def train(cfg: DictConfig) -> Summary:
             finished = rundir.prepare(cfg, run_dir)
             if finished is not None:
                 print(f"{run_dir} is finished: train error {finished.train_error:.2f}%, test "
-                      f"error {finished.test_error:.2f}% after {finished.iterations} iterations")
+                      f"error {finished.test_error:.2f}% after {finished.iterations} iterations; "
+                      "to train it again, give another results_dir (e.g. results_dir=mine)")
                 return finished
             with process_settings(cfg), stop_signals() as stop:
                 return Run(cfg, run_dir).loop(stop)

@@ -263,15 +263,35 @@ def test_the_scouting_runs_of_the_long_budget_are_drawn_but_not_judged(tmp_path)
     assert "the scouting ones included" in table and "(n=3)" in table
 
 
-def test_the_project_readmes_final_errors_list_every_judged_seed_and_no_scouting_one(tmp_path):
-    from experiments.readme import final_errors
+def test_the_project_readmes_table_gives_every_depth_with_its_seeds_beside_the_paper(tmp_path):
+    from experiments.claims import glance
     from experiments.runs import load_runs
     budget = tmp_path / "long"
     for seed in (0, 1, 2):
         fake_run(budget, "identity", 20, seed, 10 + seed, 12)
     fake_run(budget, "none", 56, 0, 40, 41)
-    assert final_errors(load_runs(budget).runs) == (
-        "- final training error, seed by seed: ResNet-20 s1 11.0, s2 12.0%, plain-56 s0 40.0%.")
+    table = glance(load_runs(budget).runs)
+    assert table.to_dict("records") == [
+        {"layers": 20, "plain: train / test error (%)": "- / -",
+         "ResNet: train / test error (%)": "11.0 ± 1.0 (3) / 12.0 ± 0.0 (3)",
+         "paper, plain (Fig. 6, read off)": "~1.5 / ~9.7", "paper, ResNet test (Table 6)": "8.75"},
+        {"layers": 56, "plain: train / test error (%)": "40.0 (1) / 41.0 (1)",
+         "ResNet: train / test error (%)": "- / -",
+         "paper, plain (Fig. 6, read off)": "~6 / ~13.2", "paper, ResNet test (Table 6)": "6.97"}]
+
+
+def test_the_project_readme_shows_each_budgets_table_as_its_run_folders_give_it():
+    """The README's generated blocks are what `make figures` makes of the shipped runs now."""
+    from experiments.claims import glance
+    from experiments.readme import FINDINGS
+    from experiments.runs import load_runs
+    from tests.helpers import ROOT
+    readme = (ROOT / "README.md").read_text()
+    for budget in ("long", "quick"):
+        start, end = (marker.format(budget=budget) for marker in FINDINGS)
+        block = readme.split(start)[1].split(end)[0]
+        finished = load_runs(ROOT / "results" / budget)
+        assert glance(finished.runs).to_markdown(index=False) in block, budget
 
 
 def test_the_error_axis_keeps_the_final_errors_apart_and_chance_in_view_when_runs_end_near_it():
@@ -410,14 +430,12 @@ def test_figure_landscape_states_each_nets_rise_from_its_landscape_csv(tmp_path,
 def test_the_project_readme_takes_its_verdicts_from_the_claims_block_by_block(tmp_path):
     from experiments.readme import write_findings
     readme = tmp_path / "README.md"
-    readme.write_text("intro\n<!-- the claims of results/long, as make figures judged them -->\n"
-                      "- (a) typed by hand: **shown**\n<!-- end of the claims of results/long -->"
-                      "\nrest\n")
+    readme.write_text("intro\n<!-- made by make figures from results/long -->\n"
+                      "- (a) typed by hand: **shown**\n<!-- end of results/long -->\nrest\n")
     assert write_findings(readme, "long", ["- (a) plain: **not shown** (shown in 0 of 1)."])
     assert readme.read_text() == (
-        "intro\n<!-- the claims of results/long, as make figures judged them -->\n"
-        "- (a) plain: **not shown** (shown in 0 of 1).\n<!-- end of the claims of results/long -->"
-        "\nrest\n")
+        "intro\n<!-- made by make figures from results/long -->\n"
+        "- (a) plain: **not shown** (shown in 0 of 1).\n<!-- end of results/long -->\nrest\n")
     assert not write_findings(readme, "quick", ["- (a) ..."])  # no block of that budget
 
 

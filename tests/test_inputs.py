@@ -3,6 +3,7 @@ import os
 import re
 import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -228,3 +229,32 @@ def test_an_analysis_of_a_budget_folder_names_its_run_folders(tmp_path):
     assert result.stderr.strip() == (f"error: {budget} is a budget's folder, not a run's: name a "
                                      f"run folder in it, {budget}/runs/<run>; those with "
                                      "weights: identity-20-s0")
+
+
+def test_make_help_lists_every_target_and_every_variable_with_its_default():
+    from tests.helpers import ROOT
+    shown = subprocess.run(["make", "--no-print-directory", "help"], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60).stdout
+    for target in ("setup", "test", "reproduce-cifar", "park", "figures", "bench"):
+        assert f"make {target} " in shown
+    for variable, default in [("BUDGET", "paper"), ("SEEDS", "1"), ("JOBS", "auto"),
+                              ("LAUNCHER", "basic"), ("RESULTS", "results"), ("ARGS", "")]:
+        assert re.search(rf"^  {variable}={re.escape(default)} +# \S", shown, re.M), variable
+
+
+def test_run_help_lists_every_documented_key_with_its_value_and_the_runs_cost():
+    from src.config import documented_keys
+    shown = run("budget=smoke", "depth=8", "shortcut=none", "--help")
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    for key, _, text in documented_keys():
+        assert any(line.startswith(f"  {key}=") and line.endswith(text) for line in lines), key
+    for value in ("  depth=8 ", "  shortcut=none ", "  budget=smoke ", "  train.iterations=30 ",
+                  "  train.milestones=[0.5, 0.75] ", "  data.train_examples=2560 "):
+        assert any(line.startswith(value) for line in lines), value
+    assert re.search(r"^This run: plain-8, 30 iterations of 128 images \(budget smoke\), about "
+                     r"\d\d:\d\d:\d\d on this machine \(\d+ images/s, timed now; .*oneDNN",
+                     shown.stdout, re.M)
+    bad = run("width=2", "--help")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "width" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

@@ -4,6 +4,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -545,7 +546,7 @@ def test_the_real_cifar10_has_the_papers_splits_and_trains_end_to_end(real_data,
     assert rows.iteration.tolist() == [10, 20, 30] and rows.test_error.between(0, 100).all()
 
 
-# --- a finished run whose curve is not whole (issue: damaged side files) -------------------------
+# --- a finished run whose curve is not whole (damaged side files) -------------------------
 
 def test_a_finished_run_without_its_curve_is_not_finished_and_the_rerun_retrains_it(smoke):
     overrides, run_dir = smoke
@@ -584,3 +585,19 @@ def test_a_run_with_batch_norm_groups_trains_and_records_them(smoke):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["config"]["batch_norm_group"] == 16
     assert metrics(run_dir).train_loss.notna().all()
+
+
+@pytest.mark.real_data
+def test_the_readmes_example_gives_the_shipped_networks_own_test_error(real_data, monkeypatch):
+    """The README's 'Using a trained network', run as written (its preprocessing included) on
+    the real CIFAR-10, gives the run's own final test error."""
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("## Using a trained network")[1].split("```python\n")[1].split("```")[0]
+    weights = re.search(r'load_weights\("([^"]+)"\)', code).group(1)
+    monkeypatch.setenv("TFDS_DATA_DIR", real_data)
+    monkeypatch.setenv("TFDS_DOWNLOAD", "false")
+    monkeypatch.chdir(ROOT)
+    scope = {}
+    exec(code.replace("data.load()", f"data.load({real_data!r}, download=False)"), scope)
+    summary = json.loads((ROOT / weights).parent.joinpath("summary.json").read_text())
+    assert scope["error"] == pytest.approx(summary["test_error"], abs=0.05)
