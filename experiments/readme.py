@@ -57,11 +57,13 @@ def warmups(finished: Runs) -> list[str]:
 
 def at_a_glance(runs, judged) -> list[str]:
     """The project README's block of a budget: its results table, then the claims' verdicts."""
-    scouts = runs.scouting.sum()
+    scouts = runs[runs.scouting].sort_values(["net", "depth"])
+    named = " and ".join(f"{run.name} seed {run.seed}" for run in scouts.itertuples())
     return [f"Final error after {runs.iterations.max():,} iterations, % (mean ± sd over seeds, "
-            "n); the paper's values after 64,000" + (
-                f"; every finished seed, the {scouts} scouting runs that chose this length "
-                "included (the claims leave them out)" if scouts else "") + ":", "",
+            "n; training error: running, over the last logged interval of augmented batches; test "
+            "error: the 10,000 test images); the paper's values after 64,000" + (
+                f"; every finished seed, the scouting runs that chose this budget's length "
+                f"({named}) included, which the claims leave out" if named else "") + ":", "",
             glance(runs).to_markdown(index=False), "",
             "The claims, judged by the rule fixed before the runs "
             f"([results/{runs.budget.iloc[0]}](results/{runs.budget.iloc[0]}/README.md) has each "
