@@ -126,6 +126,7 @@ def write_budget(finished: Runs, made: list[str]) -> None:
     judged = judge(runs, finished.side(read_responses, "responses.csv"))
     hours = runs.wall_seconds.sum() / 3600
     commits = set(runs.commits.sum())  # of every segment of every run
+    machines = sorted(set(runs.machines.sum()))  # of every segment that records one
     readme = [
         f"# CIFAR-10, budget `{runs.budget.iloc[0]}`", "",
         "Made by `make figures` (python -m experiments.figures) from the run folders in `runs/`; "
@@ -136,7 +137,8 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         f"{', '.join(sorted(runs.precision.unique()))})",
         "- seeds per network: " + ", ".join(f"{name} n={k}" for name, k in n.items()),
         f"- hardware: {runs.cpu.iloc[0]}" + (f", {runs.gpus.iloc[0]}" if runs.gpus.iloc[0] else
-                                             ", no GPU"),
+                                             ", no GPU") + (
+            f"; the segments that record their machine: {'; '.join(machines)}" if machines else ""),
         f"- total compute: {hours:.2f} h of training and evaluation wall time over {len(runs)} "
         f"run{'s' if len(runs) > 1 else ''}",
         *([f"- scouting runs (they chose the budget's length; left out of the claims): "

@@ -125,6 +125,7 @@ def load_runs(budget_dir: Path) -> Runs:
                      "weights": WEIGHTS if (run_dir / WEIGHTS).exists() else "-",
                      "cpu": summary.hardware["cpu"], "gpus": ", ".join(summary.hardware["gpus"]),
                      "commits": segment_commits(summary), "recipe": recipe(c),
+                     "machines": [m for m in summary.machines if m != "unknown"],
                      "budget": c["budget"]["name"],
                      "batch_size": c["train"]["batch_size"], "lr": c["train"]["lr"],
                      "precision": c["train"]["precision"],

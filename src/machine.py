@@ -12,6 +12,7 @@ import platform
 from pathlib import Path
 
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"  # TensorFlow's switch: 1 on, 0 off, unset its CPU-based default
+MAX_ISA = "ONEDNN_MAX_CPU_ISA"  # oneDNN's own: its kernels use no extension past this one (AVX2, ...)
 # The /proc/cpuinfo flags that decide which kernels oneDNN and Eigen can use, by their usual names.
 EXTENSIONS = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI",
               "avx512_bf16": "AVX-512 BF16", "amx_tile": "AMX"}
@@ -40,4 +41,7 @@ def onednn_state() -> dict:
     """Whether TensorFlow runs oneDNN in this process, and TF_ENABLE_ONEDNN_OPTS as it was read
     (None: unset, TensorFlow's default). Imports TensorFlow."""
     from tensorflow.python.util import _pywrap_util_port  # TensorFlow's own answer
-    return {"on": bool(_pywrap_util_port.IsMklEnabled()), ONEDNN: os.environ.get(ONEDNN)}
+    state = {"on": bool(_pywrap_util_port.IsMklEnabled()), ONEDNN: os.environ.get(ONEDNN)}
+    if os.environ.get(MAX_ISA):  # oneDNN held to fewer extensions than the CPU has
+        state[MAX_ISA] = os.environ[MAX_ISA]
+    return state

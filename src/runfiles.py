@@ -136,7 +136,9 @@ def machine(hardware: dict) -> str:
     """A machine in one phrase, as a run's segments record it: "AMD EPYC x2, AVX2 FMA, oneDNN on"
     (GPUs where there are)."""
     extensions = " ".join(hardware.get("vector_extensions", [])) or "vector extensions unknown"
-    onednn = "oneDNN " + ("on" if hardware.get("onednn", {}).get("on") else "off")
+    state = hardware.get("onednn", {})
+    onednn = "oneDNN " + ("on" if state.get("on") else "off") + (
+        f" (kernels up to {state['ONEDNN_MAX_CPU_ISA']})" if state.get("ONEDNN_MAX_CPU_ISA") else "")
     return ", ".join([f"{hardware['cpu']} x{hardware['cpu_count']}", extensions, onednn,
                       *hardware.get("gpus", [])])
 
