@@ -22,7 +22,7 @@ import seaborn as sns  # noqa: E402
 
 from experiments import claims, plotting  # noqa: E402
 from experiments.gradients import (GRADIENT_NETS, gradient_points,  # noqa: E402
-                                   gradient_ratios, read_gradient_table)
+                                   gradient_ratios, layer_means, read_gradient_table)
 from experiments.landscape import figure_landscape  # noqa: E402
 from experiments.lesion import figure_lesion  # noqa: E402
 from experiments.paper import (PLAIN_TEST_ERROR, PLAIN_TRAIN_ERROR,  # noqa: E402
@@ -191,13 +191,14 @@ def figure_gradients(data: Runs, out: Path) -> bool:
         return False
     moments = list(dict.fromkeys(points.moment))
     palette = dict(zip(points.name, points.depth.map(plotting.DEPTH_COLOURS)))  # as Fig. 6
+    means = layer_means(points)
     fig, axes = plt.subplots(len(rows), len(moments), figsize=(4.6 * len(moments),
                                                                 3.8 * len(rows)),
                              sharey="row", squeeze=False)
     for (column, label), row in zip(rows, axes):
         for ax, moment in zip(row, moments):
             for name in GRADIENT_NETS:
-                line = points[(points.name == name) & (points.moment == moment)].dropna(
+                line = means[(means.name == name) & (means.moment == moment)].dropna(
                     subset=[column])
                 if not line.empty:  # plain nets dashed
                     ax.plot(line["index"], line[column], color=palette[name],

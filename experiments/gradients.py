@@ -55,9 +55,9 @@ def effective_steps(gradients, curves) -> pd.DataFrame:
 
 def gradient_points(gradients, curves=None) -> pd.DataFrame:
     """Each run's gradients at four moments: iteration 0 (where the run has it), its first row
-    after it, its last row before the first lr drop, its last row; averaged over seeds per
-    network, moment and layer (both gradient norms, the one at BN outputs and, given the runs'
-    curves, the effective step, where measured)."""
+    after it, its last row before the first lr drop, its last row; a row per network, seed,
+    moment and layer (both gradient norms, the one at BN outputs and, given the runs' curves, the
+    effective step, where measured)."""
     if curves is not None:
         gradients = effective_steps(gradients, curves)
     rows = []
@@ -73,22 +73,41 @@ def gradient_points(gradients, curves=None) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame()
     columns = [c for c in QUANTITIES if c in gradients]
-    points = pd.concat(rows).groupby(["name", "depth", "moment", "index"], sort=False)[columns].mean()
-    return points.reset_index()
+    return pd.concat(rows)[["name", "depth", "seed", "moment", "index", *columns]] \
+        .reset_index(drop=True)
+
+
+def layer_means(points) -> pd.DataFrame:
+    """Per network, moment and layer, the geometric mean over seeds of each quantity (where
+    measured): what figure_gradients draws."""
+    columns = [c for c in QUANTITIES if c in points]
+    logs = points.assign(**{c: np.log(points[c]) for c in columns})
+    means = logs.groupby(["name", "depth", "moment", "index"], sort=False)[columns].mean()
+    return np.exp(means).reset_index()
 
 
 def gradient_ratios(points, column="output_gradient_norm") -> pd.DataFrame:
-    """Per network and moment: the geometric mean of a gradient norm over the first third of the
-    convolutions divided by that over the last third (1: as strong at the input as at the
-    output); only where every layer has it."""
+    """Per network and moment: each seed's ratio of the geometric mean of a gradient norm over
+    the first third of the convolutions to that over the last third (1: as strong at the input
+    as at the output, in norm: a first third of 32x32 maps holds 4x the values of a last third of
+    8x8 ones, so an equal signal per value gives 2), then their geometric mean over the seeds
+    (`first_over_last`), the lowest and highest seed's (`low`, `high`) and the seeds; only
+    seeds where every layer has it."""
     def ratio(layers):
         norms = np.log(layers.sort_values("index")[column].to_numpy())
         third = max(1, len(norms) // 3)
-        return np.exp(norms[:third].mean() - norms[-third:].mean())
-    measured = points[points.groupby(["name", "moment"])[column].transform("count")
-                      == points.groupby(["name", "moment"])["index"].transform("count")]
-    return measured.groupby(["name", "moment"], sort=False)[["index", column]] \
-        .apply(ratio).rename("first_over_last").reset_index()
+        return norms[:third].mean() - norms[-third:].mean()
+    keys = ["name", "seed", "moment"]
+    measured = points[points.groupby(keys)[column].transform("count")
+                      == points.groupby(keys)["index"].transform("count")]
+    if measured.empty:
+        return pd.DataFrame(columns=["name", "moment", "first_over_last", "low", "high", "seeds"])
+    per_seed = measured.groupby(keys, sort=False)[["index", column]].apply(ratio).rename("log")
+    combined = per_seed.reset_index().groupby(["name", "moment"], sort=False).log.agg(
+        first_over_last="mean", low="min", high="max", seeds="size").reset_index()
+    for c in ("first_over_last", "low", "high"):
+        combined[c] = np.exp(combined[c])
+    return combined
 
 
 def recompute(run_dir: Path) -> float:

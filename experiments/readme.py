@@ -84,19 +84,23 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         if table.empty:
             return []
         moments = [m for m in dict.fromkeys(points.moment) if m in set(table.moment)]
-        ratios = table.pivot(index="name", columns="moment", values="first_over_last")[moments]
-        shown = ratios.astype(object).where(ratios.notna(), None)  # None: tabulate's missing
-        gaps = ["-: no run of that network has it at that moment.", ""] if ratios.isna().any(
+        table["cell"] = [f"{r.first_over_last:.3g} (" + (f"{r.low:.3g}-{r.high:.3g}, "
+                                                         if r.seeds > 1 else "") + f"{r.seeds})"
+                         for r in table.itertuples()]
+        shown = table.pivot(index="name", columns="moment", values="cell")[moments]
+        gaps = ["-: no run of that network has it at that moment.", ""] if shown.isna().any(
             axis=None) else []
-        return [*([says, ""] if says else []), shown.to_markdown(floatfmt=".3g", missingval="-"),
-                "", *gaps]
+        return [*([says, ""] if says else []), shown.fillna("-").to_markdown(), "", *gaps]
     backward = [] if points.empty else [
         "## The backward signal (`figure_gradients.png`)", "",
         "The paper argues that the degradation is not vanishing gradients: with BN, \"the backward "
         "propagated gradients exhibit healthy norms\" (its section 4.1, of the ImageNet plain "
         "nets). Measured here (gradients.csv, on the row's batch), per network and moment, the "
         "geometric mean of a quantity over the first third of the convolutions divided by that "
-        "over the last third (1: the first layers get as much as the last). Three quantities "
+        "over the last third, for each seed, then the geometric mean of the seeds' ratios, with "
+        "the lowest and highest seed's and the number of seeds in brackets. A norm of the first "
+        "third's 32x32 maps covers 4x the values of the last third's 8x8 ones: an equal signal "
+        "per value gives a gradient ratio of 2, not 1. Three quantities "
         "(docs/runs.md says what each is invariant to): the gradient at each convolution's output, "
         "before BN, which BN rescales (a kernel multiplied by c gives the same function and 1/c "
         "of it, so a small value can mean a large kernel, not a weak signal):", "",
