@@ -39,7 +39,8 @@ from src.budgets import Budget  # noqa: E402
 from src.models import gradient_norms, resnet  # noqa: E402
 from src.networks import Network  # noqa: E402
 from src.config import compose  # noqa: E402
-from src.runfiles import machine, provenance, write_text  # noqa: E402
+from src import machine  # noqa: E402
+from src.runfiles import machine_phrase, provenance, write_text  # noqa: E402
 from src.steps import Interval, make_optimizer, make_train_step  # noqa: E402
 from src.process import use_threads  # noqa: E402
 from src.train import train  # noqa: E402
@@ -60,7 +61,7 @@ def training_flops(model) -> float:
 
 def this_machine() -> str:
     """The CPU, its vector extensions and oneDNN, GPUs: the line every figure here is read with."""
-    return machine(provenance({}, 0).hardware)
+    return machine_phrase(provenance({}, 0).hardware)
 
 
 def peak_flops() -> tuple[float, str]:
@@ -255,7 +256,7 @@ def pipeline(overrides, batches=300):
 
 def measure_all(args, overrides) -> list[dict]:
     """Every measurement of the table, depth by depth, printed as it is taken."""
-    gpu = bool(tf.config.list_physical_devices("GPU"))
+    gpu = bool(machine.gpus())
     precisions = ["float32", "mixed_bfloat16"] + (["mixed_float16"] if gpu else [])
     peak, _ = peak_flops()
     input_rate = pipeline(overrides)
@@ -409,9 +410,9 @@ def main():
     tf.get_logger().setLevel("ERROR")  # each trainer run traces its own functions anew
     table = tabulate(measure_all(args, overrides))
     peak, peak_how = peak_flops()
-    machine = provenance({}, 0)
-    hw = machine.hardware
-    for k, value in {**hw, **machine.versions, "peak_flops": peak,
+    this = provenance({}, 0)
+    hw = this.hardware
+    for k, value in {**hw, **this.versions, "peak_flops": peak,
                      "peak_assumed": peak_how}.items():
         table[k] = str(value)
     out = Path(args.out)

@@ -17,6 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from src.data import TRAIN_SIZE, TEST_SIZE, VALIDATION_SIZE
+from src import machine
 from src.budgets import CONF, budget_names
 from src.models import BATCH_NORMS
 from src.networks import Network, check_choice, run_name
@@ -218,8 +219,7 @@ def check_ranges(cfg: DictConfig) -> None:
               "increasing fractions of train.iterations between 0 and 1")
     if t.warmup not in ("auto", True, False):
         _fail("train.warmup", t.warmup, "auto, true or false")
-    import tensorflow as tf  # the GPU check only: the rest of this module needs no TensorFlow
-    if t.precision == "mixed_float16" and not tf.config.list_physical_devices("GPU"):
+    if t.precision == "mixed_float16" and not machine.gpus():
         _fail("train.precision", t.precision, "float16 needs a GPU (measured 35x slower than "
               "float32 on a CPU); use float32 or mixed_bfloat16")
     train_size = TRAIN_SIZE - VALIDATION_SIZE if d.validation else TRAIN_SIZE

@@ -12,6 +12,7 @@ import platform
 from pathlib import Path
 
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"  # TensorFlow's switch: 1 on, 0 off, unset its CPU-based default
+SIMULATED = "SRC_DEVICES"  # the tests' stand-in for the device probe: cpu | gpu
 MAX_ISA = "ONEDNN_MAX_CPU_ISA"  # oneDNN's own: its kernels use no extension past this one (AVX2, ...)
 # The /proc/cpuinfo flags that decide which kernels oneDNN and Eigen can use, by their usual names.
 EXTENSIONS = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI",
@@ -23,6 +24,18 @@ def use_onednn() -> None:
     import, which reads it once. Other architectures keep TensorFlow's own choice."""
     if platform.machine().lower() in ("x86_64", "amd64"):
         os.environ.setdefault(ONEDNN, "1")
+
+
+def gpus() -> list[str]:
+    """The GPUs TensorFlow sees, by name: the one device probe of the suite (the CPU-speed note,
+    the sweep's packing and plan, float16, summary.json). SRC_DEVICES=cpu or =gpu, which the
+    tests set, pretends none or one, so that either branch runs on any machine."""
+    simulated = os.environ.get(SIMULATED)
+    if simulated in ("cpu", "gpu"):
+        return ["simulated GPU"] if simulated == "gpu" else []
+    import tensorflow as tf
+    return [tf.config.experimental.get_device_details(g).get("device_name", g.name)
+            for g in tf.config.list_physical_devices("GPU")]
 
 
 def vector_extensions() -> list[str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from src.machine import onednn_state, vector_extensions
+from src import machine
 
 
 class DamagedFile(Exception):
@@ -95,7 +95,7 @@ class Summary:
     test_error: float | None = None
     resumed_at: list = field(default_factory=list)  # the iteration of every resume
     commits: list = field(default_factory=list)  # the code that trained from 0, then from each resume
-    machines: list = field(default_factory=list)  # the machine of each of those segments (machine())
+    machines: list = field(default_factory=list)  # the machine of each of those segments (machine_phrase())
     wall_seconds: float = 0.0
     warmup_ended_at: int | None = None  # where the run went back to train.lr (None: no warm-up)
     updated: str = ""
@@ -120,19 +120,19 @@ def provenance(config: dict, parameters: int) -> Summary:
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    gpus = [tf.config.experimental.get_device_details(g).get("device_name", g.name)
-            for g in tf.config.list_physical_devices("GPU")]
+    gpus = machine.gpus()
     return Summary(config, parameters,
                    hardware={"cpu": cpu, "cpu_count": os.cpu_count(), "gpus": gpus,
                              "platform": platform.platform(),
-                             "vector_extensions": vector_extensions(), "onednn": onednn_state()},
+                             "vector_extensions": machine.vector_extensions(),
+                             "onednn": machine.onednn_state()},
                    versions={"python": platform.python_version(), "tensorflow": tf.__version__,
                              "keras": keras.__version__, "tensorflow_datasets": tfds.__version__,
                              "numpy": numpy.__version__},
                    commit=code_version())
 
 
-def machine(hardware: dict) -> str:
+def machine_phrase(hardware: dict) -> str:
     """A machine in one phrase, as a run's segments record it: "AMD EPYC x2, AVX2 FMA, oneDNN on"
     (GPUs where there are)."""
     extensions = " ".join(hardware.get("vector_extensions", [])) or "vector extensions unknown"

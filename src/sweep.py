@@ -32,6 +32,7 @@ import tensorflow as tf  # noqa: E402
 from hydra.errors import HydraException, OverrideParseException  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
+from src import machine  # noqa: E402
 from src.bench import bare_step, packing_gain  # noqa: E402
 from src.config import (ConfigError, check_config, compose, duration,  # noqa: E402
                         smaller_budgets)
@@ -148,7 +149,7 @@ def packing(options, pending, seconds: float) -> tuple[int, int | None, float]:
         jobs = int(options["jobs"])
         return jobs, (max(1, cores // jobs) if jobs > 1 else None), 1.0
     if (len(pending) < 2 or cores < 2 or seconds < 300
-            or tf.config.list_physical_devices("GPU")):
+            or machine.gpus()):
         return 1, None, 1.0
     depth = min(cfg.depth for cfg in pending)
     gain = packing_gain(depth, cores)
@@ -181,7 +182,7 @@ def plan(runs) -> tuple[dict[str, float], list]:
     total = sum(estimates.values())
     print(f"estimated wall time on this machine: ~{duration(total)} run one after another"
           + ("; the paper budget is GPU work (README.md)" if total > 86400 else ""), flush=True)
-    if total > 3600 and not tf.config.list_physical_devices("GPU"):
+    if total > 3600 and not machine.gpus():
         iterations = runs[0].train.iterations
         print(f"note: ~{duration(total)} on this CPU (no GPU)"
               + smaller_budgets(total / iterations, iterations).replace("a whole run",

@@ -19,6 +19,7 @@ import tensorflow as tf
 from omegaconf import DictConfig, OmegaConf
 
 from src import data as cifar
+from src import machine
 from src import rundir
 from src.config import check_config, duration, smaller_budgets
 from src.models import gradient_norms, responses, trainable_parameters
@@ -26,7 +27,7 @@ from src.checkpoint import Checkpoint
 from src.steps import (WARMUP_WINDOW, Interval, build_model, evaluate, make_optimizer,
                        make_test_step, make_train_step, warmup_enabled, warmup_iterations)
 from src.process import PAUSE_AT, StopSignals, pause, preemption_signal, process_settings, stop_signals
-from src.runfiles import (Row, Summary, TensorBoard, machine, parse_rows, provenance,
+from src.runfiles import (Row, Summary, TensorBoard, machine_phrase, parse_rows, provenance,
                           read_gradients, read_rows, write_gradients, write_responses, write_rows,
                           write_weights)
 
@@ -125,7 +126,7 @@ class Run:
         parameters = trainable_parameters(self.model)
         self.summary = provenance(OmegaConf.to_container(cfg, resolve=True), parameters)
         self.state = LoopState.from_checkpoint(saved, warmup_enabled(cfg), self.summary.commit,
-                                               machine(self.summary.hardware))
+                                               machine_phrase(self.summary.hardware))
         self.schedule.warming_up.assign(self.state.warming_up)
         self.interval.restore(saved or {})
         self.rows = read_rows(run_dir / "metrics.csv", self.state.iteration)
@@ -281,7 +282,7 @@ def cpu_guard(cfg: DictConfig, images_per_second: float, iterations_left: int) -
     """On a CPU, a run with over an hour to go says so in one line once its first row has
     measured its speed, with what the smaller budgets would take at that speed."""
     per_iteration = cfg.train.batch_size / images_per_second
-    if iterations_left * per_iteration <= 3600 or tf.config.list_physical_devices("GPU"):
+    if iterations_left * per_iteration <= 3600 or machine.gpus():
         return
     print(f"note: ~{duration(iterations_left * per_iteration)} to go at {images_per_second:.0f} "
           f"images/s on this CPU (no GPU)"

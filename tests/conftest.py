@@ -15,6 +15,7 @@ import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 from tensorflow_datasets.image_classification.cifar import Cifar10  # noqa: E402
 
+from src.machine import SIMULATED  # noqa: E402
 from tests.helpers import LIGHT, ROOT  # noqa: E402
 
 # Where the real CIFAR-10 may be, in this order: TFDS_DATA_DIR as the user set it, the shared
@@ -43,6 +44,23 @@ class SyntheticCifar10(Cifar10, skip_registration=True):
             image = colours[label] + rng.normal(0, 40, (32, 32, 3))
             yield i, {"id": f"{seed}_{i}", "label": label,
                       "image": np.clip(image, 0, 255).astype(np.uint8)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cpu_machine():
+    """Every test, and every process it starts, sees a machine without a GPU (the suite's device
+    probe, src.machine.gpus, answers none) unless it simulates one (`simulated_gpu`): the tests
+    mean the CPU's branches, and pass on a GPU machine as on these."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(SIMULATED, "cpu")
+        yield
+
+
+@pytest.fixture
+def simulated_gpu(monkeypatch):
+    """The device probe answers one GPU: the GPU branches (no CPU-speed note, no packing, float16
+    allowed) run on a CPU machine."""
+    monkeypatch.setenv(SIMULATED, "gpu")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -18,7 +18,7 @@ import pytest
 from src.config import compose
 from src.checkpoint import Checkpoint
 from src.machine import ONEDNN
-from src.runfiles import COLUMNS, GRADIENT_COLUMNS, machine
+from src.runfiles import COLUMNS, GRADIENT_COLUMNS, machine_phrase
 from src.steps import build_model, make_optimizer
 from tests.helpers import LIGHT, ROOT, interrupt_after_first_row, metrics, run, start
 
@@ -48,7 +48,7 @@ def test_smoke_run_writes_a_complete_run_folder(smoke):
         assert hardware["onednn"] == {"on": os.environ.get(ONEDNN, "1") == "1",
                                       ONEDNN: os.environ.get(ONEDNN, "1")}
         assert {"AVX2", "FMA"} <= set(hardware["vector_extensions"])  # every CI machine's
-    assert summary["machines"] == [machine(hardware)] and "oneDNN" in summary["machines"][0]
+    assert summary["machines"] == [machine_phrase(hardware)] and "oneDNN" in summary["machines"][0]
     assert {"tensorflow", "keras"} <= summary["versions"].keys() and summary["commit"]
     assert (run_dir / ".hydra/config.yaml").exists() and (run_dir / "checkpoint.npz").exists()
     assert "[    30/30 100.0% ETA 00:00:00] lr 0.001" in result.stdout  # the progress line
@@ -188,6 +188,16 @@ def test_a_cpu_run_of_over_an_hour_says_so_with_the_smaller_budgets(smoke):
     assert stopped.stdout.index("note: ~") > stopped.stdout.index("[    10/5000000")
 
 
+def test_a_gpu_run_of_over_an_hour_adds_no_cpu_note(smoke, simulated_gpu):
+    overrides, run_dir = smoke
+    stopped = interrupt_after_first_row(run_dir, *overrides, "train.iterations=5000000",
+                                        "log.every=10", "log.test_every=5000000")
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert "[    10/5000000" in stopped.stdout and "note: ~" not in stopped.stdout
+    assert json.loads((run_dir / "summary.json").read_text())["hardware"]["gpus"] == [
+        "simulated GPU"]
+
+
 def test_a_run_restores_the_process_wide_settings_it_changed(smoke):
     import keras
     from tensorflow.python.framework import config as tf_config
@@ -236,7 +246,7 @@ def test_resume_is_bit_identical_with_determinism(tmp_path):
     assert run(*common, f"results_dir={resumed}").returncode == 0
     summary = json.loads((folder / "summary.json").read_text())  # the code of each segment
     assert len(summary["resumed_at"]) == 1 and summary["commits"] == [summary["commit"]] * 2
-    assert summary["machines"] == [machine(summary["hardware"])] * 2
+    assert summary["machines"] == [machine_phrase(summary["hardware"])] * 2
     pd.testing.assert_frame_equal(metrics(straight / "smoke/runs/identity-8-s0")[LOSSES_AND_ERRORS],
                                   metrics(folder)[LOSSES_AND_ERRORS], check_exact=True)
     pd.testing.assert_frame_equal(pd.read_csv(straight / "smoke/runs/identity-8-s0/gradients.csv"),
@@ -492,7 +502,7 @@ def test_a_checkpoint_whose_fingerprint_repeats_the_budget_under_budget_resumes(
     assert "cannot be used" not in resumed.stderr
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["commits"] == ["unknown", summary["commit"]]  # the first segment's is lost
-    assert summary["machines"] == ["unknown", machine(summary["hardware"])]
+    assert summary["machines"] == ["unknown", machine_phrase(summary["hardware"])]
 
 
 def test_a_run_that_failed_before_any_progress_does_not_pin_its_config(smoke):

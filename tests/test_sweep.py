@@ -423,3 +423,14 @@ def test_a_signal_inside_a_librarys_except_exception_still_stops_the_sweep(tmp_p
     assert capsys.readouterr().err.strip() == ("sweep stopped by signal 2 before its first run: "
                                                "nothing was trained; run the same command again")
     assert signal.getsignal(signal.SIGINT) == before
+
+
+def test_a_gpu_machine_runs_one_at_a_time_without_measuring_and_takes_float16(simulated_gpu):
+    """The GPU branches, under the simulated probe: the sweep does not pack (nor measure
+    packing), and float16, refused on a CPU, is allowed."""
+    from src.config import check_config
+    from src.sweep import packing
+    options = {"launcher": "basic", "jobs": "auto"}
+    pending = [compose("budget=smoke", f"depth={d}") for d in (8, 20)]
+    assert packing(options, pending, seconds=3600.0) == (1, None, 1.0)
+    check_config(compose("budget=smoke", "train.precision=mixed_float16"))
