@@ -153,6 +153,8 @@ def park(results: Path) -> str | None:
             git("rm", "--cached", "--quiet", "--ignore-unmatch", "--",
                 (folder / CHECKPOINT).as_posix(), cwd=top, env=index)
         tree = git("write-tree", cwd=top, env=index).strip()
+        if has_head and tree == git("rev-parse", "HEAD^{tree}", cwd=top).strip():
+            return None  # parked already, as it is now (a stopped run parked twice)
         message = "park: " + ", ".join(
             [f"{run.folder.name} at {run.iteration:,} of {run.iterations:,}" for run in to_park]
             + [f"{folder.name} finished" for folder in finished])
@@ -176,8 +178,8 @@ def main(argv=sys.argv[1:]) -> int:
     except ParkError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(message or "park: nothing to park (no unfinished run with a checkpoint, no finished "
-          "run to commit)")
+    print(message or "park: nothing new to park (no unfinished run with a checkpoint that is not "
+          "parked as it is, no finished run to commit)")
     return 0
 
 

@@ -59,6 +59,10 @@ def test_a_parked_run_resumes_in_a_clone_as_if_never_interrupted(tmp_path, repo)
     assert 10 <= at < 40
     assert parked.stdout.strip() == f"park: identity-8-s0 at {at} of 40"
     assert git(repo, "log", "-1", "--format=%s").strip() == parked.stdout.strip()
+    head = git(repo, "rev-parse", "HEAD")
+    twice = make_park(repo / "results")  # the run has not moved since: nothing new to park
+    assert twice.stdout.strip().startswith("park: nothing new to park") and \
+        git(repo, "rev-parse", "HEAD") == head
     committed = set(git(repo, "show", "--name-only", "--format=", "HEAD").split())
     assert f"results/{RUN}/checkpoint.npz" in committed
     assert {f"results/{RUN}/{name}" for name in ("metrics.csv", "summary.json")} <= committed
@@ -90,7 +94,7 @@ def test_a_parked_run_resumes_in_a_clone_as_if_never_interrupted(tmp_path, repo)
 
     head = git(clone, "rev-parse", "HEAD")
     again = make_park(clone / "results")
-    assert again.returncode == 0 and again.stdout.strip().startswith("park: nothing to park")
+    assert again.returncode == 0 and again.stdout.strip().startswith("park: nothing new to park")
     assert git(clone, "rev-parse", "HEAD") == head  # no commit
 
 
