@@ -218,11 +218,16 @@ def op_profile(depth: int, steps: int = 5) -> pd.DataFrame:
     return table.reset_index()
 
 
+def has_pytorch() -> bool:
+    """Whether PyTorch, the benchmark's optional reference, is installed (without importing it)."""
+    import importlib.util
+    return importlib.util.find_spec("torch") is not None
+
+
 def pytorch_rate(depth: int, steps: int) -> float | None:
     """images/s of the same step in PyTorch (src.torch_reference, its own process, the same
     threads), or None where PyTorch is not installed."""
-    import importlib.util
-    if importlib.util.find_spec("torch") is None:
+    if not has_pytorch():
         return None
     out = subprocess.run([sys.executable, "-m", "src.torch_reference", str(depth), "--steps",
                           str(steps)], capture_output=True, text=True, timeout=600)
@@ -398,8 +403,8 @@ def main():
     if args.profile:
         print(f"{this_machine()}\nTensorFlow, ResNet-{args.profile}, the bare step, per op:")
         print(op_profile(args.profile).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-        if pytorch_rate(args.profile, 1) is not None:
-            print(f"PyTorch, the same step (src.torch_reference), per op:", flush=True)
+        if has_pytorch():
+            print("PyTorch, the same step (src.torch_reference), per op:", flush=True)
             subprocess.run([sys.executable, "-m", "src.torch_reference", str(args.profile),
                             "--profile", "--steps", "5"])
         return

@@ -120,10 +120,9 @@ def smaller_budgets(seconds_per_iteration: float, iterations: int) -> str:
     return f"; {', '.join(options)} for a whole run" if options else ""
 
 
-def documented_keys() -> list[tuple[str, str, str]]:
-    """(key, default, what it is) of every key conf/config.yaml documents, in its order: its own
-    comments, the one place they are written (a comment on the lines after a key continues it).
-    A default of ??? is set by the budget."""
+def documented_keys() -> list[tuple[str, str]]:
+    """(key, what it is) of every key conf/config.yaml documents, in its order: its own comments,
+    the one place they are written (a comment on the lines after a key continues it)."""
     keys, section = [], ""
     for line in (CONF / "config.yaml").read_text().splitlines():
         if line.startswith("hydra:"):
@@ -131,15 +130,15 @@ def documented_keys() -> list[tuple[str, str, str]]:
         entry = re.match(r"^(\s*)(?:- )?([a-z_0-9]+):\s*([^#]*?)\s*(?:#\s*(.*))?$", line)
         follow = re.match(r"^\s+#\s*(.*)$", line)
         if follow and keys:
-            key, default, text = keys[-1]
-            keys[-1] = (key, default, f"{text} {follow.group(1)}")
+            key, text = keys[-1]
+            keys[-1] = (key, f"{text} {follow.group(1)}")
         elif entry:
             indent, name, default, text = entry.groups()
             if not indent:
                 section = name if not default else ""
             if default or name == "budget":
                 key = f"{section}.{name}" if indent and section and section != "defaults" else name
-                keys.append((key, "(the budget's)" if default == "???" else default, text or ""))
+                keys.append((key, text or ""))
     return keys
 
 

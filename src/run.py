@@ -68,7 +68,7 @@ def help_text(overrides: list[str]) -> str:
     check_config(cfg)
     lines = [__doc__.splitlines()[0], "", "key=value: for this run (the defaults of conf/config.yaml "
              "and the budget, with the overrides given), and what it is:"]
-    for key, _, text in documented_keys():
+    for key, text in documented_keys():
         value = cfg.budget.name if key == "budget" else OmegaConf.select(cfg, key)
         shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else \
             str(list(value) if OmegaConf.is_list(value) else value)

@@ -72,7 +72,7 @@ class LoopState:
     interval_seconds: float = 0.0  # training time of the current logging interval
     resumed_at: list = field(default_factory=list)  # every resume: Ctrl-C, a kill, a requeue
     commits: list = field(default_factory=list)  # the code of the start and of every resume
-    machines: list = field(default_factory=list)  # the machine of each of them (runfiles.machine)
+    machines: list = field(default_factory=list)  # the machine of each (runfiles.machine_phrase)
     saved_at: int | None = None  # the last checkpoint's iteration (not saved)
     checked: int = 0  # the last iteration whose loss was read and found finite (not saved)
 
@@ -81,15 +81,15 @@ class LoopState:
 
     @classmethod
     def from_checkpoint(cls, saved: dict | None, warming_up: bool, commit: str,
-                        machine: str) -> "LoopState":
+                        where: str) -> "LoopState":
         if saved is None:
-            return cls(warming_up=warming_up, commits=[commit], machines=[machine])
+            return cls(warming_up=warming_up, commits=[commit], machines=[where])
         at, resumed_at = saved["iteration"], saved.get("resumed_at", [])
         unknown = ["unknown"] * (len(resumed_at) + 1)  # checkpoints older than the record
         return cls(at, saved["warming_up"], saved.get("warmup_ended_at"), saved["seconds"],
                    saved["interval_seconds"], [*resumed_at, at],
                    [*saved.get("commits", unknown), commit],
-                   [*saved.get("machines", unknown), machine], saved_at=at, checked=at)
+                   [*saved.get("machines", unknown), where], saved_at=at, checked=at)
 
     def to_checkpoint(self, sums: dict) -> dict:
         return ({k: getattr(self, k) for k in self.SAVED} | {"recent_errors": sums["recent_errors"]}

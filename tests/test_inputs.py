@@ -245,7 +245,7 @@ def test_run_help_lists_every_documented_key_with_its_value_and_the_runs_cost():
     shown = run("budget=smoke", "depth=8", "shortcut=none", "--help")
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    for key, _, text in documented_keys():
+    for key, text in documented_keys():
         assert any(line.startswith(f"  {key}=") and line.endswith(text) for line in lines), key
     for value in ("  depth=8 ", "  shortcut=none ", "  budget=smoke ", "  train.iterations=30 ",
                   "  train.milestones=[0.5, 0.75] ", "  data.train_examples=2560 "):
