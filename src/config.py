@@ -21,8 +21,10 @@ from src import machine
 from src.budgets import CONF, budget_names
 from src.models import BATCH_NORMS
 from src.networks import Network, check_choice, run_name
+from src.steps import warmup_enabled
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+KERNEL_NORMS = ("free", "held")
 LARGEST = 2**31 - 1  # every count fits TensorFlow's int32 (and a seed numpy's uint32)
 
 
@@ -49,6 +51,8 @@ class TrainKeys:
     warmup: Any = MISSING  # auto, true or false (OmegaConf has no union of str and bool)
     warmup_lr: float = MISSING
     warmup_until_error: float = MISSING
+    warmup_iterations: Any = MISSING  # auto or a whole number
+    kernel_norm: str = MISSING
     precision: str = MISSING
     jit_compile: bool = MISSING
     tf32: bool = MISSING
@@ -179,6 +183,7 @@ def check_ranges(cfg: DictConfig) -> None:
         Network.of(cfg).check()
         check_choice("batch_norm", cfg.batch_norm, BATCH_NORMS)
         check_choice("train.precision", cfg.train.precision, PRECISIONS)
+        check_choice("train.kernel_norm", cfg.train.kernel_norm, KERNEL_NORMS)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     t, d = cfg.train, cfg.data
@@ -218,6 +223,14 @@ def check_ranges(cfg: DictConfig) -> None:
               "increasing fractions of train.iterations between 0 and 1")
     if t.warmup not in ("auto", True, False):
         _fail("train.warmup", t.warmup, "auto, true or false")
+    fixed = t.warmup_iterations
+    if fixed != "auto" and (isinstance(fixed, bool) or not isinstance(fixed, int)
+                            or not 0 < fixed < t.iterations):
+        _fail("train.warmup_iterations", fixed, f"auto or a whole number of iterations from 1 to "
+              f"train.iterations - 1 = {t.iterations - 1}")
+    if fixed != "auto" and not warmup_enabled(cfg):
+        _fail("train.warmup_iterations", fixed, "auto while the warm-up is off for this net "
+              f"(train.warmup={t.warmup}); add train.warmup=true to warm up for {fixed} iterations")
     if t.precision == "mixed_float16" and not machine.gpus():
         _fail("train.precision", t.precision, "float16 needs a GPU (measured 35x slower than "
               "float32 on a CPU); use float32 or mixed_bfloat16")

@@ -332,6 +332,13 @@ def normalised_outputs(model: keras.Model) -> dict:
             for conv in convolutions(model)}
 
 
+def normalised_kernels(model: keras.Model) -> list:
+    """The kernel of every convolution whose output a BN normalises (every one of the original
+    units' nets; not the last of a pre-activation unit): the function is blind to its scale."""
+    after = normalised_outputs(model)
+    return [conv.kernel for conv in convolutions(model) if after[conv.name] is not conv]
+
+
 def trainable_parameters(model: keras.Model) -> int:
     return sum(int(w.numpy().size) for w in model.trainable_weights)
 

@@ -6,7 +6,7 @@ import keras
 import tensorflow as tf
 from omegaconf import DictConfig
 
-from src.models import resnet
+from src.models import normalised_kernels, resnet
 from src.networks import PREACT_PAPER, UNITS
 
 # The warm-up (paper 4.2, 110 layers) ends once the training error, averaged over this many
@@ -44,9 +44,22 @@ def fixed_warmup(cfg: DictConfig) -> bool:
 
 
 def warmup_iterations(cfg: DictConfig) -> int:
-    """The fixed length of the warm-up (the pre-activation paper's nets), or 0: until the error
-    rule."""
+    """The fixed length of the warm-up (train.warmup_iterations; auto: the pre-activation
+    paper's 400 for its nets), or 0: until the error rule."""
+    fixed = cfg.train.get("warmup_iterations", "auto")  # runs before the key have none
+    if fixed != "auto":
+        return int(fixed)
     return PREACT_WARMUP_ITERATIONS if fixed_warmup(cfg) else 0
+
+
+def held_kernels(model, cfg: DictConfig) -> list:
+    """(kernel, its norm now) of every convolution that BN normalises, where train.kernel_norm
+    is held (the norm the step scales it back to, taken from the freshly built network); [] where
+    it is free. BN makes the function blind to a kernel's scale, so holding it changes only the
+    size of the steps: lr x |gradient| / |kernel|, which a growing kernel shrinks."""
+    if cfg.train.get("kernel_norm", "free") == "free":
+        return []
+    return [(kernel, float(tf.norm(kernel))) for kernel in normalised_kernels(model)]
 
 
 # --- the schedule ----------------------------------------------------------------------------
@@ -125,7 +138,7 @@ class Interval:
 
 
 def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interval,
-                    warmup_until_error=0.0, warmup_iterations=0, jit_compile=False):
+                    warmup_until_error=0.0, warmup_iterations=0, jit_compile=False, held=()):
     """One SGD step on a batch, compiled, that returns nothing: it adds the batch's loss, wrong
     predictions and size to `interval`, so the loop never waits for the device between steps.
 
@@ -133,7 +146,8 @@ def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interva
     one whose float16 gradients overflowed and that Keras' loss-scale optimizer skipped without
     counting it, which would move every later milestone. The warm-up (paper, 110 layers) ends at
     the first step after which the mean training error of the last WARMUP_WINDOW batches is below
-    `warmup_until_error` percent, or, given `warmup_iterations`, after that many steps."""
+    `warmup_until_error` percent, or, given `warmup_iterations`, after that many steps. Each
+    (kernel, norm) of `held` is scaled back to that norm after the step (held_kernels)."""
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     optimizer.build(model.trainable_variables)
     sums = interval.sums
@@ -148,6 +162,8 @@ def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interva
             scaled = optimizer.scale_loss(loss + tf.add_n(model.losses))
         optimizer.apply_gradients(zip(tape.gradient(scaled, model.trainable_variables),
                                       model.trainable_variables))
+        for kernel, norm in held:
+            kernel.assign(kernel * (norm / tf.norm(kernel)))
         optimizer.iterations.assign(step + 1)
         wrong, seen = count_wrong(logits, labels), tf.cast(tf.size(labels), tf.float32)
         sums["loss_sum"].assign_add(loss * seen)

@@ -24,8 +24,9 @@ from src import rundir
 from src.config import check_config, duration, smaller_budgets
 from src.models import gradient_norms, responses, trainable_parameters
 from src.checkpoint import Checkpoint
-from src.steps import (WARMUP_WINDOW, Interval, build_model, evaluate, make_optimizer,
-                       make_test_step, make_train_step, warmup_enabled, warmup_iterations)
+from src.steps import (WARMUP_WINDOW, Interval, build_model, evaluate, held_kernels,
+                       make_optimizer, make_test_step, make_train_step, warmup_enabled,
+                       warmup_iterations)
 from src.process import PAUSE_AT, StopSignals, pause, preemption_signal, process_settings, stop_signals
 from src.runfiles import (Row, Summary, TensorBoard, machine_phrase, parse_rows, provenance,
                           read_gradients, read_rows, write_gradients, write_responses, write_rows,
@@ -116,7 +117,8 @@ class Run:
         self.interval = Interval()
         self.train_step = make_train_step(self.model, self.optimizer, self.schedule,
                                           self.interval, t.warmup_until_error,
-                                          warmup_iterations(cfg), t.jit_compile)
+                                          warmup_iterations(cfg), t.jit_compile,
+                                          held_kernels(self.model, cfg))  # before any resume
         self.test_step = make_test_step(self.model, t.jit_compile)
         self.backward_signal = gradient_norms(self.model)
         self.checkpoint = Checkpoint(run_dir, cfg)

@@ -45,6 +45,12 @@ def test_every_budget_composes_and_validates(budget):
     ("train.milestones=[0.75,0.5]", "train.milestones=[0.75, 0.5] is not allowed"),
     ("train.precision=fp8", "train.precision='fp8' is not allowed: choose one of float32"),
     ("train.warmup=maybe", "train.warmup='maybe' is not allowed: auto, true or false"),
+    ("train.kernel_norm=fixed", "train.kernel_norm='fixed' is not allowed: choose one of free, held"),
+    ("train.warmup_iterations=400", "train.warmup_iterations=400 is not allowed: auto while the "
+                                    "warm-up is off for this net (train.warmup=auto); add "
+                                    "train.warmup=true"),
+    ("train.warmup_iterations=0", "train.warmup_iterations=0 is not allowed: auto or a whole "
+                                  "number of iterations from 1 to train.iterations - 1"),
     ("data.train_examples=0", "data.train_examples=0 is not allowed"),
 ])
 def test_bad_training_values_are_named(override, message):

@@ -8,8 +8,9 @@ import tensorflow as tf
 
 from src.models import resnet
 from src.config import compose
-from src.steps import (WARMUP_WINDOW, Interval, PaperSchedule, make_optimizer, make_train_step,
-                       warmup_enabled, warmup_iterations)
+from src.models import normalised_kernels
+from src.steps import (WARMUP_WINDOW, Interval, PaperSchedule, held_kernels, make_optimizer,
+                       make_train_step, warmup_enabled, warmup_iterations)
 
 
 @pytest.mark.parametrize("step, lr", [(0, 0.1), (31_999, 0.1), (32_000, 0.01), (47_999, 0.01),
@@ -57,6 +58,42 @@ def test_warm_up_is_on_for_110_layers_and_the_pre_activation_papers_nets_unless_
                   *(["shortcut=projection"] if "bottleneck" in block else []))
     assert warmup_enabled(cfg) is expected
     assert warmup_iterations(cfg) == (0 if block == "original" else 400)
+
+
+def test_a_warm_up_of_a_given_length_is_that_long_on_any_net():
+    """train.warmup_iterations: the pre-activation paper's warm-up on a plain net (an
+    intervention, conf/interventions.yaml)."""
+    cfg = compose("depth=56", "shortcut=none", "train.warmup=true", "train.warmup_iterations=400")
+    assert warmup_enabled(cfg) and warmup_iterations(cfg) == 400
+    assert warmup_iterations(compose("depth=56", "shortcut=none", "train.warmup=true")) == 0
+
+
+@pytest.mark.parametrize("kernel_norm", ["free", "held"])
+def test_held_kernel_norms_stay_at_their_initial_norm_and_change_no_function(kernel_norm):
+    """train.kernel_norm=held: after each step every kernel BN normalises is back at its initial
+    norm, and the network computes what the free step's network computes (BN is blind to a
+    kernel's scale): the steps differ only in size from the second step on."""
+    cfg = compose("depth=8", "shortcut=none", f"train.kernel_norm={kernel_norm}")
+    keras.utils.set_random_seed(0)
+    model = resnet(8, "none")
+    held = held_kernels(model, cfg)
+    assert (len(held) == len(normalised_kernels(model)) == 7) is (kernel_norm == "held")
+    initial = [float(tf.norm(k)) for k in normalised_kernels(model)]
+    optimizer, schedule = make_optimizer(cfg)
+    step = make_train_step(model, optimizer, schedule, Interval(), held=held)
+    images, labels = tf.random.normal((8, 32, 32, 3)), tf.range(8) % 10
+    reference = keras.models.clone_model(model)
+    reference.set_weights(model.get_weights())
+    step(images, labels)
+    norms = [float(tf.norm(k)) for k in normalised_kernels(model)]
+    assert (norms == pytest.approx(initial, rel=1e-5)) is (kernel_norm == "held")
+    if kernel_norm == "held":  # the held step's network = the free step's, rescaled
+        free = keras.models.clone_model(reference)
+        free.set_weights(reference.get_weights())
+        free_optimizer, free_schedule = make_optimizer(compose("depth=8", "shortcut=none"))
+        make_train_step(free, free_optimizer, free_schedule, Interval())(images, labels)
+        np.testing.assert_allclose(model(images, training=True), free(images, training=True),
+                                   rtol=1e-4, atol=1e-4)
 
 
 def test_a_fixed_warm_up_ends_after_its_iterations_whatever_the_error():
