@@ -12,7 +12,7 @@ LAUNCHER   ?= basic## basic (this machine, JOBS at once) | joblib | submitit_loc
 RESULTS    ?= results## the root of all run folders, figures and tables
 ARGS       ?=## more run overrides, e.g. ARGS='depth=20,56 data.dir=/data/tfds'
 
-.PHONY: help setup test test-fast test-all reproduce-cifar park figures bench tensorboard
+.PHONY: help setup test test-fast test-all reproduce-cifar interventions park figures bench tensorboard
 
 help: ## list the targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -50,12 +50,18 @@ reproduce-cifar: setup ## the sweep (BUDGET, SEEDS, JOBS, LAUNCHER), then the fi
 	status=$$?; [ $$status -eq 2 ] || [ $$status -gt 128 ] && exit $$status; \
 	$(PY) -m experiments.figures $(RESULTS)/$(BUDGET) && exit $$status
 
+interventions: setup ## plain-56 with each intervention of conf/interventions.yaml (quick, 3 seeds: ~1 h on 2 cores), judged
+	$(PY) -m experiments.interventions train $(RESULTS); \
+	status=$$?; [ $$status -eq 2 ] || [ $$status -gt 128 ] && exit $$status; \
+	$(PY) -m experiments.interventions $(RESULTS) && exit $$status
+
 # Park needs no set-up (git and the standard library): it runs when a machine is about to go.
 park: ## commit every unfinished run under $(RESULTS) with its last checkpoint (any clone resumes it)
 	@$(if $(wildcard $(PY)),$(PY),python3) -m src.park $(RESULTS)
 
-figures: setup ## figures and tables of every $(RESULTS)/<budget>/ from its run folders
+figures: setup ## figures and tables of every $(RESULTS)/<budget>/ from its run folders, and of the interventions
 	$(PY) -m experiments.figures $(RESULTS)
+	@if [ -d $(RESULTS)/interventions ]; then $(PY) -m experiments.interventions $(RESULTS); fi
 
 bench: setup ## images/s: bare step vs trainer vs input pipeline, precisions, XLA, FLOP/s, packing
 	$(PY) -m src.bench $(ARGS)

@@ -47,11 +47,14 @@ def trend(runs, net) -> str:
         return f"{PLURAL[net]}: depth not judged yet (scouting seeds left out)"
     (shallow, a), (deep, b) = final.iloc[[0, -1]].iterrows()
     found = verdict(abs(b["mean"] - a["mean"]), [a["std"], b["std"]])[1]
-    qualifier = {"shown": "", "not shown at this budget": ", within the seeds' spread"}.get(
-        found, " (a side with one seed: not decided)")
     scouted = ", scouting seeds left out" if runs[runs.net == net].scouting.any() else ""
-    return (f"{PLURAL[net]}{scouted}: {deep} layers train "
-            f"{'worse' if b['mean'] > a['mean'] else 'better'} than {shallow}{qualifier}")
+    if found == "shown":  # a direction only where the rule shows one
+        said = f"{deep} layers train {'worse' if b['mean'] > a['mean'] else 'better'} than {shallow}"
+    elif found == "not shown at this budget":
+        said = f"{deep} vs {shallow} layers: no difference shown (within the seeds' spread)"
+    else:
+        said = f"{deep} vs {shallow} layers: not decided (a side with one seed)"
+    return f"{PLURAL[net]}{scouted}: {said}"
 
 
 def preactivation_pairs(runs) -> list[tuple[str, str]]:

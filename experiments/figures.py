@@ -22,7 +22,7 @@ import seaborn as sns  # noqa: E402
 
 from experiments import claims, plotting  # noqa: E402
 from experiments.gradients import (GRADIENT_NETS, gradient_points,  # noqa: E402
-                                   gradient_ratios, layer_means, read_gradient_table)
+                                   layer_means, read_gradient_table)
 from experiments.landscape import figure_landscape  # noqa: E402
 from experiments.lesion import figure_lesion  # noqa: E402
 from experiments.paper import (PLAIN_TEST_ERROR, PLAIN_TRAIN_ERROR,  # noqa: E402
@@ -43,8 +43,7 @@ def figure1(data: Runs, out: Path) -> bool:
         print("figure1: needs plain-20 and plain-56; skipped")
         return False
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), sharex=True, sharey=True)
-    palette = {label: "tab:orange" if depth == 20 else "tab:red"
-               for label, depth in zip(plain.label, plain.depth)}
+    palette = plotting.palette(plain)
     order = plotting.network_order(plain)
     for ax, column, what in zip(axes, ["train_error", "test_error"], ["training", "test"]):
         plotting.lines(ax, plain.dropna(subset=[column]), column, palette, order, linewidth=2,
@@ -72,7 +71,7 @@ def figure6(data: Runs, out: Path) -> bool:
     if not panels:
         print("figure6: no plain or ResNet runs; skipped")
         return False
-    palette = plotting.by_depth(curves[curves.net.isin(["plain", "ResNet"])])
+    palette = plotting.palette(curves)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.6), sharex=True,
                              sharey=True, squeeze=False)
     ylim = plotting.error_limit(pd.concat([c for _, c in panels]))  # shared by the panels (sharey)
@@ -92,7 +91,7 @@ def figure_depth(runs: Runs, out: Path) -> bool:
     if data.depth.nunique() < 2:
         print("figure_depth: needs two depths of one family; skipped")
         return False
-    colours = {"plain": "tab:red", "ResNet": "tab:blue", "pre-act ResNet": "tab:green"}
+    colours = {net: plotting.colour(net, 56) for net in ("plain", "ResNet", "pre-act ResNet")}
     resnet = {d: RESNET_TEST_ERROR_MEAN.get(d, (v,))[0] for d, v in RESNET_TEST_ERROR.items()}
     paper = {("plain", "train_error"): PLAIN_TRAIN_ERROR, ("plain", "test_error"): PLAIN_TEST_ERROR,
              ("ResNet", "test_error"): resnet}  # the mean of 5 runs at 110 layers
@@ -138,14 +137,14 @@ def figure7(runs: Runs, out: Path) -> bool:
     data["rank"] = data.groupby(["name", "seed"])["std"].rank(ascending=False, method="first")
     means = data.groupby("label")["std"].mean()
     data["label"] = data.label.map(lambda label: f"{label}: mean std {means[label]:.2f}")
-    palette = plotting.by_depth(data)  # depth by colour as in Figure 6, plain nets dashed
+    palette = plotting.palette(data)
     fig, axes = plt.subplots(2, 1, figsize=(9, 7.5))
     for ax, x, title in [(axes[0], "index", "layer index (original order)"),
                          (axes[1], "rank", "layer index (sorted by magnitude)")]:
         for label in plotting.network_order(data):
-            plotting.lines(ax, data, "std", palette, [label], x=x, linewidth=1.5, label=label,
-                   linestyle="--" if label.startswith("plain") else "-")
+            plotting.lines(ax, data, "std", palette, [label], x=x, linewidth=1.5, label=label)
         ax.set(xlabel=title, ylabel="std (log scale)", yscale="log")
+        plotting.integer_ticks(ax.xaxis)
         ax.legend(fontsize=7, ncols=2)
     word = claims.finding(claims.judge(runs, responses), "(e)") or "not tested by these runs"
     return plotting.finish(fig, f"Figure 7, (e) ResNets respond more weakly, deeper ones more so: "
@@ -155,27 +154,6 @@ def figure7(runs: Runs, out: Path) -> bool:
 
 GRADIENT_ROWS = [("bn_output_gradient_norm", "norm of dLoss/d(BN output), log"),
                  ("effective_step", "effective step lr |dL/dW| / |W|, log")]
-
-
-def gradient_finding(ratios) -> str:
-    """The title's finding, from the first-over-last-third ratios of the two quantities at
-    initialisation and at the end, plain-56 against ResNet-56 (the deepest pair drawn)."""
-    def said(column, moment):
-        table = ratios.get(column)
-        if table is None or moment not in table or not {"plain-56", "ResNet-56"} <= set(
-                table.index) or table.loc[["plain-56", "ResNet-56"], moment].isna().any():
-            return None
-        return (f"{table.loc['plain-56', moment]:.3g}x in plain-56, "
-                f"{table.loc['ResNet-56', moment]:.3g}x in ResNet-56")
-    parts = [f"{what} {text}" for what, text in [
-        ("the backward signal (at BN outputs) at initialisation",
-         said("bn_output_gradient_norm", "initialisation")),
-        ("at the end", said("bn_output_gradient_norm", "end")),
-        ("the effective step at initialisation", said("effective_step", "initialisation")),
-        ("at the end", said("effective_step", "end"))] if text]
-    text = "; ".join(parts).replace("; the effective step", ";\nthe effective step")
-    return ("First third of the layers over the last third: " + text) if parts else \
-        "The backward signal by layer (plain-56 and ResNet-56 not both measured)"
 
 
 def figure_gradients(data: Runs, out: Path) -> bool:
@@ -190,7 +168,8 @@ def figure_gradients(data: Runs, out: Path) -> bool:
               "20/56 runs; skipped")
         return False
     moments = list(dict.fromkeys(points.moment))
-    palette = dict(zip(points.name, points.depth.map(plotting.DEPTH_COLOURS)))  # as Fig. 6
+    palette = {name: plotting.colour(*name.rsplit("-", 1)[:1], depth)
+               for name, depth in zip(points.name, points.depth)}
     means = layer_means(points)
     fig, axes = plt.subplots(len(rows), len(moments), figsize=(4.6 * len(moments),
                                                                 3.8 * len(rows)),
@@ -200,9 +179,8 @@ def figure_gradients(data: Runs, out: Path) -> bool:
             for name in GRADIENT_NETS:
                 line = means[(means.name == name) & (means.moment == moment)].dropna(
                     subset=[column])
-                if not line.empty:  # plain nets dashed
-                    ax.plot(line["index"], line[column], color=palette[name],
-                            linestyle="--" if name.startswith("plain") else "-", linewidth=1.5,
+                if not line.empty:
+                    ax.plot(line["index"], line[column], color=palette[name], linewidth=1.5,
                             label=name)
             if not ax.lines:
                 ax.text(0.5, 0.5, "not measured in these runs", ha="center", va="center",
@@ -211,10 +189,12 @@ def figure_gradients(data: Runs, out: Path) -> bool:
                 ax.set_yscale("log")
                 ax.legend(fontsize=8)
             ax.set(title=moment, xlabel="convolution (network order)", ylabel=label)
-    ratios = {column: gradient_ratios(points, column).pivot(index="name", columns="moment",
-                                                            values="first_over_last")
-              for column, _ in rows}
-    return plotting.finish(fig, gradient_finding(ratios), runs, out)
+            plotting.integer_ticks(ax.xaxis)
+    seeds = points.groupby("name").seed.nunique()
+    return plotting.finish(fig, "The backward signal and the effective step by layer, geometric "
+                           "means over " + ", ".join(f"{n} seeds of {name}" for name, n in
+                                                     seeds.items()) + " (measured, not judged: "
+                           "the README gives the ratios)", runs, out)
 
 
 def figure_preact(data: Runs, out: Path) -> bool:
@@ -226,12 +206,10 @@ def figure_preact(data: Runs, out: Path) -> bool:
         print("figure_preact: needs a pre-activation net and the original-form net of its unit "
               "and depth; skipped")
         return False
-    colours = sns.color_palette("Paired", 2 * len(pairs))
     palette = {}
-    for i, pair in enumerate(pairs):
-        for preactivated, name in enumerate(reversed(pair)):  # original first, a paler colour
-            palette.update({label: colours[2 * i + preactivated]
-                            for label in curves[curves.name == name].label})
+    for pair in pairs:  # each net in its family's colour: pre-act green, the original blue
+        for name in pair:
+            palette.update(plotting.palette(curves[curves.name == name]))
     shown = curves[curves.label.isin(palette)]
     fig, ax = plt.subplots(figsize=(7.5, 5))
     plotting.curves_panel(ax, shown, "original unit vs pre-activation unit", palette,

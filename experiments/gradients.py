@@ -93,21 +93,32 @@ def gradient_ratios(points, column="output_gradient_norm") -> pd.DataFrame:
     8x8 ones, so an equal signal per value gives 2), then their geometric mean over the seeds
     (`first_over_last`), the lowest and highest seed's (`low`, `high`) and the seeds; only
     seeds where every layer has it."""
+    per_seed = seed_ratios(points, column)
+    if per_seed.empty:
+        return pd.DataFrame(columns=["name", "moment", "first_over_last", "low", "high", "seeds"])
+    combined = per_seed.assign(log=np.log(per_seed.first_over_last)).groupby(
+        ["name", "moment"], sort=False).log.agg(first_over_last="mean", low="min", high="max",
+                                                 seeds="size").reset_index()
+    for c in ("first_over_last", "low", "high"):
+        combined[c] = np.exp(combined[c])
+    return combined
+
+
+def seed_ratios(points, column="output_gradient_norm") -> pd.DataFrame:
+    """Per network, seed and moment (any value: a named moment, an iteration), the ratio of the
+    geometric mean of `column` over the first third of the convolutions to that over the last
+    third (`first_over_last`); only where every layer has it."""
     def ratio(layers):
-        norms = np.log(layers.sort_values("index")[column].to_numpy())
-        third = max(1, len(norms) // 3)
-        return norms[:third].mean() - norms[-third:].mean()
+        logs = np.log(layers.sort_values("index")[column].to_numpy())
+        third = max(1, len(logs) // 3)
+        return np.exp(logs[:third].mean() - logs[-third:].mean())
     keys = ["name", "seed", "moment"]
     measured = points[points.groupby(keys)[column].transform("count")
                       == points.groupby(keys)["index"].transform("count")]
     if measured.empty:
-        return pd.DataFrame(columns=["name", "moment", "first_over_last", "low", "high", "seeds"])
-    per_seed = measured.groupby(keys, sort=False)[["index", column]].apply(ratio).rename("log")
-    combined = per_seed.reset_index().groupby(["name", "moment"], sort=False).log.agg(
-        first_over_last="mean", low="min", high="max", seeds="size").reset_index()
-    for c in ("first_over_last", "low", "high"):
-        combined[c] = np.exp(combined[c])
-    return combined
+        return pd.DataFrame(columns=[*keys, "first_over_last"])
+    return measured.groupby(keys, sort=False)[["index", column]].apply(ratio).rename(
+        "first_over_last").reset_index()
 
 
 def recompute(run_dir: Path) -> float:

@@ -136,7 +136,7 @@ def figure_landscape(finished: Runs, out: Path) -> bool:
         return False
     table = table[table.seed == table.groupby("name").seed.transform("min")]
     nets = [n for n in plotting.ANALYSED_NETS if n in set(table.name)]
-    palette = plotting.by_depth(table)
+    palette = plotting.palette(table)
     fig, axes = plt.subplots(1, 1 + len(nets), figsize=(4.2 * (1 + len(nets)), 4.2),
                              squeeze=False)
     ax = axes[0, 0]
@@ -144,10 +144,9 @@ def figure_landscape(finished: Runs, out: Path) -> bool:
         line = table[(table.name == name) & (table.kind == "line")]
         label = line.label.iloc[0]
         ax.plot(line.x, line.loss, color=palette[label], marker="o", markersize=3,
-                linestyle="--" if name.startswith("plain") else "-", label=f"{name} (seed "
-                f"{line.seed.iloc[0]})")
+                label=f"{name} (seed {line.seed.iloc[0]})")
     ax.set(yscale="log", xlabel="0: initial weights, 1: final weights", ylabel="training loss",
-           title="the straight line between them")
+           title="the straight line between them\n(Goodfellow et al. 2015)")
     ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))  # 1, 2, 5, 10: not 2 x 10^0
     ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
@@ -159,18 +158,20 @@ def figure_landscape(finished: Runs, out: Path) -> bool:
         filled = ax.contourf(plane.columns, plane.index, np.log10(plane.to_numpy()), levels,
                              cmap="viridis")
         ax.plot(0, 0, "r+")
-        ax.set(title=f"{name} (seed {planes[planes.name == name].seed.iloc[0]})",
+        early = plotting.barely_trained(finished.runs, name)
+        ax.set(title=f"{name} (seed {planes[planes.name == name].seed.iloc[0]}, one random plane)"
+               + (f"\n{early}" if early else ""),
                xlabel="direction 1 (filter-normalised)", ylabel="direction 2", aspect="equal")
     fig.colorbar(filled, ax=axes[0, -1], label="log10 training loss (one scale for all)",
                  format="%.2f", use_gridspec=True)
-    rise = {name: edge_rise(planes[planes.name == name]) for name in nets}
     grids = planes.groupby("name").x.nunique()
     fig.text(0.5, 0.005, "measured on " + ", ".join(sorted(
         {f"{grids[n]} x {grids[n]} points, {planes[planes.name == n].images.iloc[0]} training "
-         "images" for n in nets})) + " (BN on batch statistics)", ha="center", fontsize=7)
-    return plotting.finish(fig, "Loss on the border of a filter-normalised plane around the final "
-                           "weights over the loss at them: " + ", ".join(
-                               f"{rise[n]:.3g}x ({n})" for n in nets), finished.runs, out)
+         "images" for n in nets})) + "; unlike Li et al.'s code: BN on batch statistics (theirs: "
+        "the trained running ones), one plane, one seed (docs/runs.md)", ha="center", fontsize=7)
+    return plotting.finish(fig, "The training loss around the final weights (Li et al. 2018, "
+                           "filter-normalised) and on the line from the initial ones",
+                           finished.runs, out)
 
 
 def main(argv=sys.argv[1:]):

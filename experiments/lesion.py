@@ -110,9 +110,34 @@ def read_lesion(run_dir: Path) -> pd.DataFrame:
     return read_table(Path(run_dir) / CSV, COLUMNS, integers=("index",), text=("unit",))
 
 
+def downsampling(unit: str) -> bool:
+    """The first unit of stages 2 and 3, which halves the map and doubles the width: a ResNet's
+    shortcut there is not an identity, and a plain net has no such unit it could remove."""
+    stage, block = map(int, re.fullmatch(r"stage(\d+)_block(\d+)", unit).groups())
+    return stage > 1 and block == 1
+
+
+def rises(table) -> pd.DataFrame:
+    """Per network (mean over its seeds): its whole test error, the largest rise from removing
+    one unit among the units every family can remove (not the downsampling ones), that rise as a
+    share of the room the whole network left before chance, and the largest rise over any unit."""
+    rows = []
+    for name, net in table.groupby("name", sort=False):
+        whole = net[net["index"] == 0].groupby("seed").test_error.mean()
+        removed = net[net["index"] > 0]
+        shared = removed[~removed.unit.map(downsampling)]
+        worst = shared.groupby("seed").test_error.max() - whole
+        worst_any = removed.groupby("seed").test_error.max() - whole
+        rows.append({"network": name, "seeds": len(whole), "whole test error (%)": whole.mean(),
+                     "worst rise, shared units (points)": worst.mean(),
+                     "as a share of the room to chance": (worst / (plotting.CHANCE - whole)).mean(),
+                     "worst rise, any unit (points)": worst_any.mean()})
+    return pd.DataFrame(rows)
+
+
 def figure_lesion(finished: Runs, out: Path) -> bool:
     """Test error against the unit removed, plain against ResNet, the whole network's as a
-    dotted line of the same colour; seeds averaged, each seed thin."""
+    dotted line of the same colour, the downsampling units shaded; seeds averaged, each thin."""
     import matplotlib.pyplot as plt
     table = plotting.analysed(finished, read_lesion, CSV, "figure_lesion", "experiments.lesion")
     if table.empty:
@@ -120,9 +145,11 @@ def figure_lesion(finished: Runs, out: Path) -> bool:
     seeds = table.groupby("name").seed.transform("nunique")
     table = table.assign(label=table.name + " (" + seeds.astype(str) + " seed"
                          + np.where(seeds > 1, "s", "") + ")")  # the seeds lesioned, not run
-    palette = plotting.by_depth(table)
+    palette = plotting.palette(table)
     fig, ax = plt.subplots(figsize=(9, 4.8))
     whole, worst = table[table["index"] == 0], table[table["index"] > 0]
+    for index in sorted(set(worst[worst.unit.map(downsampling)]["index"])):
+        ax.axvspan(index - 0.4, index + 0.4, color="grey", alpha=0.15, linewidth=0)
     # a plain net's units that change shape have no row: a gap in its line, not a bridge
     keys = ["label", "name", "seed"]
     every = pd.MultiIndex.from_tuples(
@@ -130,8 +157,7 @@ def figure_lesion(finished: Runs, out: Path) -> bool:
          for index in range(1, rows["index"].max() + 1)], names=[*keys, "index"])
     worst = worst.set_index([*keys, "index"]).reindex(every).reset_index()
     for label in plotting.network_order(table):
-        style = {"linestyle": "--" if label.startswith("plain") else "-", "marker": "o",
-                 "markersize": 3, "linewidth": 1.5}
+        style = {"marker": "o", "markersize": 3, "linewidth": 1.5}
         plotting.lines(ax, worst, "test_error", palette, [label], x="index", **style)
         level = whole[whole.label == label].test_error.mean()
         ax.axhline(level, color=palette[label], linestyle=":", linewidth=1)
@@ -139,16 +165,19 @@ def figure_lesion(finished: Runs, out: Path) -> bool:
         ax.annotate(f"{label.split()[0]} whole: {level:.1f}%", (side, level),
                     xycoords=("axes fraction", "data"), ha=("left", "right")[side],
                     va="bottom", fontsize=7, color=palette[label])
-        ax.plot([], [], color=palette[label], label=label, **style)
+        early = plotting.barely_trained(finished.runs, label.split()[0])
+        ax.plot([], [], color=palette[label], label=label + (f": {early}" if early else ""),
+                **style)
     ax.plot([], [], color="grey", linestyle=":", label="the network whole")
+    ax.fill_between([], [], color="grey", alpha=0.15, label="downsampling unit (plain: cannot "
+                    "be removed)")
     ax.set(xlabel="unit removed (network order)", ylabel="test error (%)",
-           title="BN statistics as trained; a plain net's units that change shape cannot be removed")
+           title="BN statistics as trained; removing a ResNet unit keeps its shortcut, a plain "
+                 "one is replaced by the identity")
+    plotting.integer_ticks(ax.xaxis)
     ax.legend(fontsize=7, handlelength=4)
-    rise = (worst.groupby("name").test_error.max() - whole.groupby("name").test_error.mean())
-    return plotting.finish(fig, "Removing one unit: the worst single removal raises the test "
-                           "error by " + ", ".join(f"{rise[n]:+.1f} points ({n})"
-                                                   for n in plotting.ANALYSED_NETS
-                                                   if n in rise.index), finished.runs, out)
+    return plotting.finish(fig, "Removing one unit at a time (Veit et al. 2016): test error by "
+                           "the unit removed", finished.runs, out)
 
 
 def main(argv=sys.argv[1:]):

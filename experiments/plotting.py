@@ -1,6 +1,9 @@
-"""What every figure draws with: one colour per network, each seed a thin line under the mean of
-its network, error axes with chance marked, the finding as the title with the budget under it,
-and the provenance footnote; written atomically as PNG and a date-free PDF.
+"""The one visual language of every figure: a hue per family (plain red, ResNet blue, pre-act
+green), darker with depth, the same network the same colour everywhere; each seed a thin line
+under the mean of its network; error axes with chance marked; integer ticks where an axis counts
+layers or units; a one-line title that states only what the claims' rule decides, the budget and
+its length in epochs under it; the provenance footnote; written atomically as PNG and a date-free
+PDF.
 """
 from pathlib import Path
 
@@ -75,14 +78,41 @@ def seed_count(runs, kind="") -> str:
         f"{n.min()}-{n.max()} {kind}seeds"
 
 
-def budget_title(runs):
-    """The budget behind a figure (the hardware is in the README's provenance list)."""
-    return (f"budget '{runs.budget.iloc[0]}': {runs.iterations.max():,} iterations "
-            f"(the paper: 64,000), {seed_count(runs)} per net (n in the legend)")
+TRAIN_IMAGES = 50_000
+PAPER_ITERATIONS = 64_000
+EARLY_EPOCHS = 10  # below this many epochs, a figure says its nets are early in training
 
 
-DEPTH_COLOURS = {20: "tab:blue", 32: "tab:green", 44: "tab:orange", 56: "tab:red",
-                 110: "tab:purple", 1202: "black"}
+def epochs(runs) -> float:
+    return runs.iterations.max() * runs.batch_size.iloc[0] / TRAIN_IMAGES
+
+
+def budget_note(runs) -> str:
+    """The line under every title: the budget and its length in epochs beside the paper's (the
+    seeds are in each legend, counted from what is drawn; the hardware in the footnote)."""
+    paper = PAPER_ITERATIONS * runs.batch_size.iloc[0] / TRAIN_IMAGES
+    early = (" - early training: these nets are far from their final errors"
+             if epochs(runs) < EARLY_EPOCHS else "")
+    return (f"budget '{runs.budget.iloc[0]}': {runs.iterations.max():,} iterations = "
+            f"{epochs(runs):.1f} epochs (the paper: {PAPER_ITERATIONS:,} = {paper:.0f}){early}")
+
+
+# A hue per family, darker with depth: the same network is the same colour in every figure.
+FAMILY_COLOURMAPS = {"plain": "Reds", "ResNet": "Blues", "pre-act ResNet": "Greens",
+                     "bottleneck ResNet-B": "Greys", "pre-act bottleneck ResNet-B": "Greens",
+                     "ResNet-B": "Purples", "ResNet-C": "Purples"}
+DEPTH_SHADES = {20: 0.45, 32: 0.58, 44: 0.7, 56: 0.82, 110: 0.95, 164: 0.8, 1202: 1.0}
+INTERVENTION_COLOURS = ["tab:orange", "tab:purple", "tab:olive", "tab:brown"]
+
+
+def colour(family: str, depth: int):
+    cmap = matplotlib.colormaps[FAMILY_COLOURMAPS.get(family, "Greys")]
+    return cmap(DEPTH_SHADES.get(depth, 0.9))
+
+
+def integer_ticks(axis) -> None:
+    """An axis that counts layers or units: whole numbers only."""
+    axis.set_major_locator(ticker.MaxNLocator(integer=True))
 
 
 ANALYSED_NETS = ["plain-20", "ResNet-20", "plain-56", "ResNet-56"]
@@ -99,20 +129,34 @@ def analysed(finished, reader, csv: str, figure: str, module: str):
     return table
 
 
-def by_depth(frame) -> dict:
-    """One colour per depth, the same in every panel and figure, far apart for 20/32/44."""
-    return {label: DEPTH_COLOURS.get(depth, "tab:brown")
-            for label, depth in zip(frame.label, frame.depth)}
+NEAR_CHANCE = 60  # % test error above which a figure's panel calls a net barely trained
 
 
-def finish(fig, title: str, runs, out: Path) -> bool:
-    """The finding as the title, the budget under it; then written (_save)."""
-    fig.suptitle(f"{title}\n{budget_title(runs)}", fontsize=10)
-    fig.tight_layout()
+def barely_trained(runs, name: str) -> str:
+    """A panel's words for a net whose mean final test error is near chance; else ''."""
+    error = runs[runs.name == name].test_error.mean()
+    return f"{error:.0f}% test error, chance {CHANCE}%: barely trained" \
+        if error > NEAR_CHANCE else ""
+
+
+def palette(frame, key="label") -> dict:
+    """Each network's colour (plotting.colour), keyed by `key` (label, or name)."""
+    return {k: colour(net, depth) for k, net, depth in zip(frame[key], frame.net, frame.depth)}
+
+
+def footnote(fig, runs) -> None:
+    """The footnote of provenance (the budget README has the rest)."""
     hardware = ", ".join(sorted(set(runs.cpu))) + "; " + (", ".join(sorted(set(runs.gpus) - {""}))
                                                          or "no GPU")
     fig.text(0.995, 0.003, f"trained on {hardware}", ha="right", va="bottom", fontsize=6,
-             color="grey")  # the footnote of provenance; the budget README has the rest
+             color="grey")
+
+
+def finish(fig, title: str, runs, out: Path) -> bool:
+    """The one-line title, the budget under it, the footnote; then written (save)."""
+    fig.suptitle(f"{title}\n{budget_note(runs)}", fontsize=10)
+    fig.tight_layout()
+    footnote(fig, runs)
     save(fig, out)
     return True
 

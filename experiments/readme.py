@@ -9,7 +9,7 @@ import pandas as pd
 from experiments.claims import (SHOWN_AT, claim_lines, glance, judge, preactivation_table,
                                table6)
 from experiments.gradients import gradient_points, gradient_ratios, read_gradient_table
-from experiments.runs import Runs
+from experiments.runs import DEFAULT_RECIPE, Runs
 from src.runfiles import WEIGHTS, read_responses, write_text
 
 
@@ -64,10 +64,55 @@ def at_a_glance(runs, judged) -> list[str]:
             "error: the 10,000 test images); the paper's values after 64,000" + (
                 f"; every finished seed, the scouting runs that chose this budget's length "
                 f"({named}) included, which the claims leave out" if named else "") + ":", "",
-            glance(runs).to_markdown(index=False), "",
-            "The claims, judged by the rule fixed before the runs "
-            f"([results/{runs.budget.iloc[0]}](results/{runs.budget.iloc[0]}/README.md) has each "
-            "comparison):", "", *claim_lines(judged, runs.budget.iloc[0], note=False)]
+            glance(runs).to_markdown(index=False), "", *claims_said(runs, judged)]
+
+
+def claims_said(runs, judged) -> list[str]:
+    """The claims' verdicts for the project README; for a budget this early in training, where
+    they are (its nets are far from trained: the README does not read verdicts off them)."""
+    from experiments.plotting import EARLY_EPOCHS, epochs
+    budget = runs.budget.iloc[0]
+    where = f"[results/{budget}](results/{budget}/README.md)"
+    if epochs(runs) < EARLY_EPOCHS:
+        return [f"{epochs(runs):.1f} epochs: the claims as the rule judges them are in {where}."]
+    return ["The claims, judged by the rule fixed before the runs "
+            f"({where} has each comparison):", "", *claim_lines(judged, budget, note=False)]
+
+
+def analyses(finished: Runs) -> list[str]:
+    """The captions of the lesion and landscape figures: what each measured, as tables."""
+    from experiments.landscape import CSV as LANDSCAPE, edge_rise, read_landscape
+    from experiments.lesion import CSV as LESION, read_lesion, rises
+    from experiments.plotting import ANALYSED_NETS
+    lines = []
+    lesion = finished.side(read_lesion, LESION)
+    lesion = lesion[lesion.name.isin(ANALYSED_NETS)] if not lesion.empty else lesion
+    if not lesion.empty:
+        lines += [
+            "## Removing one unit (`figure_lesion.png`)", "",
+            "Veit et al. (2016) removed single units from a fully trained ResNet-110 on CIFAR-10: "
+            "apart from the downsampling units, its test error hardly moved. Here, per network "
+            "(mean over the seeds lesioned), the largest rise from removing one unit among the "
+            "units both families can remove (a plain net has no downsampling unit it could "
+            "remove), that rise as a share of the room the whole network left before chance "
+            "(90%), and the largest rise over every unit:", "",
+            rises(lesion).to_markdown(index=False, floatfmt=".3g"), ""]
+    landscape = finished.side(read_landscape, LANDSCAPE)
+    landscape = landscape[landscape.name.isin(ANALYSED_NETS) & (landscape.kind == "plane")] \
+        if not landscape.empty else landscape
+    if not landscape.empty:
+        rise = landscape.groupby(["name", "seed"]).apply(edge_rise, include_groups=False)
+        lines += [
+            "## The loss landscape (`figure_landscape.png`)", "",
+            "The training loss on one random filter-normalised plane around each network's final "
+            "weights (Li et al. 2018), and on the straight line from its initial weights "
+            "(Goodfellow et al. 2015). The mean loss on the plane's border over the loss at its "
+            "centre, per seed measured (one plane each; at 20 layers this cannot test Li et al.'s "
+            "finding, which they show at 56 and 110; docs/runs.md lists where this differs from "
+            "their code):", "",
+            rise.rename("border / centre").reset_index().to_markdown(index=False,
+                                                                    floatfmt=".3g"), ""]
+    return lines
 
 
 def write_budget(finished: Runs, made: list[str]) -> None:
@@ -148,7 +193,8 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         *([f"- scouting runs (they chose the budget's length; left out of the claims): "
            f"{', '.join(scouts)}"] if scouts else []),
         (f"- recipe: every run's config holds the same one (`train.*` but the length, and "
-         f"`batch_norm`, hashed: {recipes[0]})" if len(recipes) == 1 else
+         f"`batch_norm`, hashed where they differ from conf/config.yaml's defaults: {recipes[0]}"
+         + (", none does)" if recipes[0] == DEFAULT_RECIPE else ")") if len(recipes) == 1 else
          f"- recipe: {len(recipes)} different ones (hashes {', '.join(recipes)}; the runs list "
          "which)"),
         f"- code: commit {', '.join(sorted(commits - {'unknown'}))}"
@@ -165,7 +211,7 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         "layer response std averaged over its 3x3 layers.", "",
         *claim_lines(judged, runs.budget.iloc[0]), "",
         judged.to_markdown(index=False, floatfmt=".2f") if not judged.empty else "(no pairs yet)",
-        "", *[f"![{name}]({name})" for name in made[1:]], "", *backward,
+        "", *[f"![{name}]({name})" for name in made[1:]], "", *backward, *analyses(finished),
         "## Table 6 (final test error: the last evaluation, never the best one)", "",
         *(["Every seed that ran, the scouting ones included (the claims leave them out).", ""]
           if scouts else []), markdown, "",

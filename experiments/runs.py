@@ -73,13 +73,21 @@ RUN_KEYS = ["net", "depth", "seed", "name", "folder", "label", "milestone"]
 
 def recipe(config: dict) -> str:
     """A short hash of a run's training recipe: its train.* values but the budget's length
-    (iterations, milestones) and its batch norm, as the run's config fingerprint holds them
-    (a key at null counts as absent; a key its config lacks, added since, as its default)."""
-    flat = defaults() | comparable(OmegaConf.create(config))  # a key added since: its default
-    keys = {k: v for k, v in flat.items() if v is not None and (
+    (iterations, milestones) and its batch norm, as the run's config fingerprint holds them,
+    where they differ from conf/config.yaml's defaults (a key at its default or at null counts
+    as absent: an option added since leaves every run's hash as it was)."""
+    flat = comparable(OmegaConf.create(config))
+    keys = {k: v for k, v in flat.items() if v is not None and v != defaults().get(k) and (
         k in ("batch_norm", "batch_norm_group")
         or k.startswith("train.") and k not in ("train.iterations", "train.milestones"))}
+    return recipe_hash(keys)
+
+
+def recipe_hash(keys: dict) -> str:
     return hashlib.sha1(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:7]
+
+
+DEFAULT_RECIPE = recipe_hash({})  # every key of the recipe at conf/config.yaml's default
 
 
 def segment_commits(summary) -> list[str]:

@@ -2,7 +2,8 @@
 
     python -m src.park [RESULTS]    (RESULTS: the root of the run folders, default results)
 
-One commit on the current branch holds, for every run folder under RESULTS/*/runs/:
+One commit on the current branch holds, for every run folder under RESULTS/<budget>/runs/ (and
+deeper: RESULTS/interventions/<name>/<budget>/runs/):
 - an unfinished run with a checkpoint: its small files (curves, summary, TensorBoard) and its last
   checkpoint, `checkpoint.npz`; its committed summary says `parked` at the checkpoint's iteration;
 - a finished run that was parked before, or that is not yet in git in a budget folder git holds:
@@ -82,7 +83,7 @@ def survey(results: Path, top: Path) -> tuple[list[Parked], list[Path], list[str
     changed = {line[3:] for line in git("status", "--porcelain", "--untracked-files=all", "--",
                                         str(results), cwd=top).splitlines()}
     to_park, finished, passed = [], [], []
-    for run_dir in sorted(results.glob("*/runs/*/")):
+    for run_dir in sorted(results.glob("**/runs/*/")):
         folder = run_dir.relative_to(top)
         summary = read_json(run_dir / "summary.json")
         if summary is None:

@@ -1,0 +1,270 @@
+"""Why a deep plain net fails, put to a test: the interventions on plain-56 of
+conf/interventions.yaml, trained as ordinary runs and judged by the rule written there before
+they ran.
+
+    python -m experiments.interventions train [RESULTS]   # `make interventions`: the runs, then
+    python -m experiments.interventions [RESULTS]         # the verdicts, figure and README
+
+Each intervention's runs are a sweep of their own (src.sweep, so they pack, resume and park like
+every run) in RESULTS/interventions/<name>/<budget>/runs/; the baseline (plain-56) and the
+reference (ResNet-56) are the shipped runs of RESULTS/<budget>/. Writes
+RESULTS/interventions/README.md and figure_interventions.png, and, for the shipped results, the
+project README's block between its interventions markers.
+"""
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from experiments import plotting  # noqa: E402
+from experiments.claims import SHOWN_AT, fmt, verdict  # noqa: E402
+from experiments.gradients import effective_steps, read_gradient_table, seed_ratios  # noqa: E402
+from experiments.readme import ROOT, write_findings  # noqa: E402
+from experiments.runs import load_runs  # noqa: E402
+from src.budgets import CONF  # noqa: E402
+from src.runfiles import write_text  # noqa: E402
+
+PLAN = CONF / "interventions.yaml"
+FOLDER = "interventions"
+
+
+def load_plan() -> dict:
+    plan = OmegaConf.to_container(OmegaConf.load(PLAN))
+    if plan["rule"]["shown_at"] != SHOWN_AT:
+        raise SystemExit(f"error: {PLAN.name} says shown_at={plan['rule']['shown_at']}, the claims' "
+                         f"rule {SHOWN_AT}: one rule for every verdict")
+    return plan
+
+
+def sweep_words(plan: dict, name: str, results: Path) -> list[str]:
+    """The src.sweep command line of one intervention's runs."""
+    net, spec = plan["network"], plan["interventions"][name]
+    return [f"budget={plan['budget']}", f"seeds={plan['seeds']}",
+            *(f"{key}={value}" for key, value in net.items()),
+            f"results_dir={results / FOLDER / name}", *spec["overrides"]]
+
+
+def train(results: Path) -> int:
+    """Every intervention's sweep, one after the other; the first failing one's exit code."""
+    plan = load_plan()
+    for name in plan["interventions"]:
+        words = sweep_words(plan, name, results)
+        print(f"interventions: {name}: python -m src.sweep {' '.join(words)}", flush=True)
+        code = subprocess.call([sys.executable, "-m", "src.sweep", *words])
+        if code:
+            return code
+    return 0
+
+
+# --- the runs, read ------------------------------------------------------------------------------
+
+def gather(results: Path, plan: dict):
+    """(runs, curves, step ratios) of the baseline, the reference and every intervention, each
+    run labelled as the figure and tables name it: plain-56, ResNet-56, plain-56, warm-up ..."""
+    budget = plan["budget"]
+    shipped = load_runs(results / budget)
+    sources = [(shipped, [plan["baseline"], plan["reference"]], None)]
+    for name, spec in plan["interventions"].items():
+        folder = results / FOLDER / name / budget
+        if (folder / "runs").is_dir():
+            sources.append((load_runs(folder), [plan["baseline"]], spec["label"]))
+    runs, curves, ratios = [], [], []
+    for found, names, label in sources:
+        if found.empty:
+            continue
+        keep = found.runs.name.isin(names)
+        relabel = (lambda frame: frame.assign(name=label)) if label else (lambda frame: frame)
+        runs.append(relabel(found.runs[keep]))
+        curves.append(relabel(found.curves[found.curves.name.isin(names)]))
+        gradients = found.side(read_gradient_table, "gradients.csv")
+        if not gradients.empty:
+            steps = effective_steps(gradients[gradients.name.isin(names)], found.curves)
+            ratios.append(relabel(seed_ratios(steps.rename(columns={"iteration": "moment"}),
+                                              "effective_step")))
+    if not runs:
+        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    order = [plan["baseline"], *(s["label"] for s in plan["interventions"].values()),
+             plan["reference"]]
+    runs, curves = pd.concat(runs, ignore_index=True), pd.concat(curves, ignore_index=True)
+    ratios = pd.concat(ratios, ignore_index=True).rename(columns={"moment": "iteration"}) \
+        if ratios else pd.DataFrame(columns=["name", "seed", "iteration", "first_over_last"])
+    for frame in (runs, curves, ratios):
+        frame["order"] = frame.name.map(order.index)
+    return runs, curves, ratios
+
+
+def first_row_ratios(ratios) -> pd.DataFrame:
+    """Each run's effective-step ratio at its first logged row after initialisation."""
+    trained = ratios[ratios.iteration > 0]
+    return trained[trained.iteration == trained.groupby(["name", "seed"]).iteration.transform(
+        "min")]
+
+
+# --- the rule --------------------------------------------------------------------------------------
+
+def judge(plan, runs, ratios) -> pd.DataFrame:
+    """The three verdicts of the rule for every intervention with runs (conf/interventions.yaml)."""
+    def side(name, column, frame=runs):
+        values = frame[frame.name == name][column]
+        return values.mean(), values.std(), len(values)
+    base, ref = plan["baseline"], plan["reference"]
+    first = first_row_ratios(ratios).assign(log10=lambda f: np.log10(f.first_over_last))
+    rows = []
+    for spec in plan["interventions"].values():
+        label = spec["label"]
+        if not (runs.name == label).any():
+            continue
+        comparisons = [
+            ("(i) lifts plain-56", f"{base} above {label}", side(base, "train_error"),
+             side(label, "train_error")),
+            ("(ii) against ResNet-56", f"{label} above {ref}", side(label, "train_error"),
+             side(ref, "train_error")),
+            ("(iii) holds the early step up", f"{label} above {base}, log10 of the "
+             "effective-step ratio at the first row", side(label, "log10", first),
+             side(base, "log10", first))]
+        for claim, comparison, higher, lower in comparisons:
+            threshold, found = verdict(higher[0] - lower[0], [higher[1], lower[1]])
+            if claim.startswith("(ii)"):
+                found = {"shown": "shown worse than ResNet-56",
+                         "not shown at this budget": "not shown worse than ResNet-56"}.get(
+                    found, found)
+            rows.append({"intervention": label, "verdict of": claim, "comparison": comparison,
+                         "higher": fmt(*higher), "lower": fmt(*lower),
+                         "difference": round(higher[0] - lower[0], 2), "threshold": threshold,
+                         "verdict": found})
+    return pd.DataFrame(rows)
+
+
+# --- the figure ------------------------------------------------------------------------------------
+
+def palette(plan) -> dict:
+    """The figures' colours: plain-56 and ResNet-56 as in every figure, each intervention its
+    own hue (plotting.INTERVENTION_COLOURS), in the plan's order."""
+    colours = {plan["baseline"]: plotting.colour("plain", 56),
+               plan["reference"]: plotting.colour("ResNet", 56)}
+    for spec, hue in zip(plan["interventions"].values(), plotting.INTERVENTION_COLOURS):
+        colours[spec["label"]] = hue
+    return colours
+
+
+def figure(plan, runs, curves, ratios, judged, out: Path) -> bool:
+    """Training error (left) and the effective-step ratio (right) against iterations: the
+    baseline, each intervention and ResNet-56, every seed thin under the mean."""
+    colours = palette(plan)
+    names = [n for n in colours if (runs.name == n).any()]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for name in names:
+        n = runs[runs.name == name].seed.nunique()
+        label = f"{name} ({n} seed{'s' if n > 1 else ''})"
+        for ax, frame, y in [(axes[0], curves, "train_error"), (axes[1], ratios, "first_over_last")]:
+            lines = frame[frame.name == name]
+            for _, seed in lines.groupby("seed"):
+                seed = seed.sort_values("iteration")
+                ax.plot(seed.iteration, seed[y], color=colours[name], linewidth=0.6, alpha=0.45)
+            if y == "first_over_last":  # a ratio: the geometric mean over seeds
+                mean = np.exp(np.log(lines[y]).groupby(lines.iteration).mean())
+            else:
+                mean = lines.groupby("iteration")[y].mean()
+            ax.plot(mean.index, mean.values, color=colours[name], linewidth=2, label=label)
+    plotting.error_axes(axes[0], "training error (running, per logged interval)", 100)
+    axes[0].legend(fontsize=8, loc="lower left")
+    axes[1].axhline(1, color="grey", linewidth=0.8, linestyle=":")
+    axes[1].set(yscale="log", xlabel="iterations", title="effective step, first third of the "
+                "convolutions over the last third",
+                ylabel="lr |dL/dW| / |W|: first third / last third")
+    axes[1].xaxis.set_major_formatter(plt.matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
+    lifts = judged[judged["verdict of"].str.startswith("(i)")]
+    said = "; ".join(f"{r.intervention}: {r.verdict}" for r in lifts.itertuples())
+    title = f"Does holding the early layers' step up let plain-56 train? (i) {said}"
+    fig.suptitle(f"{title}\n{plotting.budget_note(runs)}", fontsize=10)
+    fig.tight_layout()
+    plotting.footnote(fig, runs)
+    plotting.save(fig, out)
+    return True
+
+
+# --- the README ------------------------------------------------------------------------------------
+
+def readme_lines(plan, runs, judged, results: Path) -> list[str]:
+    per_seed = runs.pivot_table(index="name", columns="seed", values="train_error").round(2)
+    per_seed = per_seed.loc[[n for n in palette(plan) if n in per_seed.index]]
+    per_seed.columns = [f"seed {s}" for s in per_seed.columns]
+    hours = runs[runs.name.isin([s["label"] for s in plan["interventions"].values()])]
+    listed = [f"- **{spec['label']}** (`{' '.join(spec['overrides'])}`): {spec['what']}. "
+              f"Source: {spec['source']}." for spec in plan["interventions"].values()]
+    machines = sorted(set(hours.machines.sum())) if not hours.empty else []
+    return [
+        "# Why plain-56 fails, put to a test", "",
+        f"Made by `make interventions` (python -m experiments.interventions) from the runs in "
+        f"`{FOLDER}/<name>/{plan['budget']}/runs/` and the shipped {plan['baseline']} and "
+        f"{plan['reference']} of `{plan['budget']}/runs/`; the interventions and the rule are "
+        f"`conf/interventions.yaml`, written before the runs; docs/interventions.md says more.", "",
+        "![figure_interventions.png](figure_interventions.png)", "",
+        f"Budget `{plan['budget']}`: {runs.iterations.max():,} iterations (the paper: 64,000; "
+        "the nets are early in training, far from their final errors). Every intervention is an "
+        "ordinary run's config options on plain-56, same seeds as the baseline:", "", *listed, "",
+        "## The rule, fixed before the runs", "",
+        f"Judged on the {plan['rule']['judged_on']}; **shown** when a difference of means exceeds "
+        f"{SHOWN_AT} x the larger seed std of the two sides (the claims' rule).", "",
+        *[f"- {line}" for line in plan["rule"]["verdicts"]], "",
+        "## Verdicts", "", judged.to_markdown(index=False, floatfmt=".2f") if not judged.empty
+        else "(no intervention has finished runs yet)", "",
+        "Final training error per seed, %:", "", per_seed.to_markdown(floatfmt=".2f"), "",
+        f"- compute of the interventions: {hours.wall_seconds.sum() / 3600:.2f} h of wall time "
+        f"over {len(hours)} runs" + (f", on {'; '.join(machines)}" if machines else ""),
+        f"- code: commit {', '.join(sorted(set(hours.commits.sum()) - {'unknown'}))}"
+        if not hours.empty else "- code: -", ""]
+
+
+def glance_lines(plan, judged) -> list[str]:
+    """The project README's sentences: each intervention's verdict (i), as the rule says it."""
+    if judged.empty:
+        return ["No intervention has finished runs yet (`make interventions`)."]
+    lines = []
+    for label, rows in judged.groupby("intervention", sort=False):
+        verdicts = dict(zip(rows["verdict of"], rows.itertuples()))
+        lift = verdicts["(i) lifts plain-56"]
+        lines.append(f"- {label}: final training error {lift.lower} against {lift.higher} "
+                     f"for {plan['baseline']}: (i) lifts plain-56 **{lift.verdict}**; (ii) "
+                     f"{verdicts['(ii) against ResNet-56'].verdict}; (iii) the early step held "
+                     f"up: {verdicts['(iii) holds the early step up'].verdict}.")
+    return lines
+
+
+def draw(results: Path) -> int:
+    plan = load_plan()
+    runs, curves, ratios = gather(results, plan)
+    folder = results / FOLDER
+    labels = [s["label"] for s in plan["interventions"].values()]
+    if runs.empty or not runs.name.isin(labels).any():
+        print(f"{folder}: no finished intervention runs (make interventions); nothing written")
+        return 1
+    sns.set_theme(style="whitegrid", context="notebook")
+    judged = judge(plan, runs, ratios)
+    figure(plan, runs, curves, ratios, judged, folder / "figure_interventions.png")
+    write_text(folder / "README.md", "\n".join(readme_lines(plan, runs, judged, results)))
+    if folder.resolve() == (ROOT / "results" / FOLDER).resolve():  # the shipped ones
+        write_findings(ROOT / "README.md", FOLDER, glance_lines(plan, judged))
+    print(f"{folder}: wrote figure_interventions.png, README.md")
+    return 0
+
+
+def main(argv=sys.argv[1:]):
+    if argv[:1] == ["train"]:
+        return train(Path(argv[1]) if len(argv) > 1 else Path("results"))
+    if len(argv) > 1 or (argv and argv[0].startswith("-")):
+        print(__doc__.strip().split("\n\n")[1], file=sys.stderr)
+        return 2
+    return draw(Path(argv[0]) if argv else Path("results"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""The interventions on plain-56 (conf/interventions.yaml): runnable as planned, judged by the
+claims' rule, drawn and written from run folders alone."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import interventions
+from experiments.claims import SHOWN_AT
+from src.config import check_config, compose
+from src.networks import run_name
+from tests.test_figures import fake_run
+
+
+def test_every_planned_intervention_is_a_valid_run_config_judged_by_the_claims_rule():
+    plan = interventions.load_plan()
+    assert plan["rule"]["shown_at"] == SHOWN_AT
+    for name in plan["interventions"]:
+        words = interventions.sweep_words(plan, name, interventions.Path("results"))
+        run_words = [w for w in words if not w.startswith(("seeds=", "results_dir="))]
+        check_config(compose(*run_words))  # raises ConfigError on a value a run would refuse
+        assert f"results_dir=results/interventions/{name}" in words
+
+
+def gradients(folder, first_third_step: float):
+    """A gradients.csv whose first third of 55 convolutions has `first_third_step` times the
+    effective step of the rest (lr 0.1 from metrics.csv, |W| = 1)."""
+    layers = np.arange(1, 56)
+    pd.concat([pd.DataFrame({"iteration": i, "index": layers, "layer": layers.astype(str),
+                             "output_gradient_norm": 1.0,
+                             "kernel_gradient_norm": np.where(layers <= 18, first_third_step, 1.0),
+                             "bn_output_gradient_norm": 1.0, "kernel_norm": 1.0})
+               for i in (0, 100, 1000)]).to_csv(folder / "gradients.csv", index=False)
+
+
+@pytest.fixture
+def results(tmp_path):
+    """Shipped plain-56 and ResNet-56 (3 seeds each) and two interventions' runs."""
+    finals = {("quick", "none"): [75.7, 75.6, 75.8], ("quick", "identity"): [58.3, 51.2, 59.1],
+              ("interventions/held_kernel_norms/quick", "none"): [50.0, 52.0, 54.0],
+              ("interventions/warmup/quick", "none"): [75.0, 76.5, 74.0]}
+    steps = {"quick": 0.01, "interventions/held_kernel_norms/quick": 1.0,
+             "interventions/warmup/quick": 0.012}
+    for (budget, shortcut), errors in finals.items():
+        for seed, error in enumerate(errors):
+            fake_run(tmp_path / budget, shortcut, 56, seed, error, error)
+            gradients(tmp_path / budget / "runs" / run_name("original", shortcut, 56, seed),
+                      steps[budget] if shortcut == "none" else 0.5)
+    return tmp_path
+
+
+def test_the_verdicts_follow_the_rule_written_before_the_runs(results):
+    plan = interventions.load_plan()
+    runs, curves, ratios = interventions.gather(results, plan)
+    judged = interventions.judge(plan, runs, ratios).set_index(["intervention", "verdict of"])
+    held, warmup = (plan["interventions"][k]["label"] for k in ("held_kernel_norms", "warmup"))
+    # (i): 75.70 - 52.00 = 23.7 > 2 x 2.0 (held); 75.70 - 75.17 < 2 x 1.26 (warm-up)
+    assert judged.loc[(held, "(i) lifts plain-56"), "verdict"] == "shown"
+    assert judged.loc[(held, "(i) lifts plain-56"), "difference"] == pytest.approx(23.7)
+    assert judged.loc[(warmup, "(i) lifts plain-56"), "verdict"] == "not shown at this budget"
+    # (ii): 52.0 - 56.2 < 0: not shown worse than ResNet-56
+    assert judged.loc[(held, "(ii) against ResNet-56"), "verdict"] == (
+        "not shown worse than ResNet-56")
+    # (iii): the ratio at the first row is 100x the baseline's; every seed alike: std 0
+    assert judged.loc[(held, "(iii) holds the early step up"), "difference"] == pytest.approx(2.0)
+    assert judged.loc[(warmup, "(iii) holds the early step up"), "verdict"] == "shown"
+
+
+def test_make_interventions_draws_and_writes_from_the_run_folders(results, capsys):
+    assert interventions.main([str(results)]) == 0
+    folder = results / "interventions"
+    assert (folder / "figure_interventions.png").exists()
+    readme = (folder / "README.md").read_text()
+    assert "## The rule, fixed before the runs" in readme
+    per_seed = next(line for line in readme.split("per seed")[1].splitlines()
+                    if line.startswith("| plain-56, kernel norms held"))
+    assert [c.strip() for c in per_seed.split("|")[2:5]] == ["50.00", "52.00", "54.00"]
+
+
+def test_no_intervention_runs_is_one_line_and_nothing_written(tmp_path, capsys):
+    assert interventions.main([str(tmp_path)]) == 1
+    assert "no finished intervention runs" in capsys.readouterr().out
+    assert not (tmp_path / "interventions" / "README.md").exists()
