@@ -19,8 +19,8 @@ LEGACY_KEYS = tuple(f"budget.{key}" for key in ("iterations", "milestones", "log
                                                 "test_every", "train_examples", "test_examples"))
 # Config keys that do not change what a run computes: a folder may be resumed with other values.
 RESUMABLE_KEYS = ("results_dir", "run_dir", "overwrite", "data.dir", "data.download",
-                  "checkpoint.every", "threads", "budget.grids", "budget.scouting",
-                  "budget.left_out")
+                  "checkpoint.every", "threads", "train.steps_per_call", "budget.grids",
+                  "budget.scouting", "budget.left_out")
 CONFIG = Path(__file__).resolve().parent.parent / "conf/config.yaml"
 
 

@@ -55,6 +55,7 @@ class TrainKeys:
     kernel_norm: str = MISSING
     precision: str = MISSING
     jit_compile: bool = MISSING
+    steps_per_call: int = MISSING
     tf32: bool = MISSING
     deterministic: bool = MISSING
 
@@ -76,7 +77,7 @@ class LogKeys:
 
 @dataclass
 class CheckpointKeys:
-    every: int = MISSING
+    every: Any = MISSING  # auto or a whole number
 
 
 @dataclass
@@ -200,10 +201,14 @@ def check_ranges(cfg: DictConfig) -> None:
     if not 0 <= cfg.seed <= LARGEST:
         _fail("seed", cfg.seed, f"a whole number from 0 to {LARGEST}")
     for key, value in [("train.batch_size", t.batch_size), ("train.iterations", t.iterations),
-                       ("log.every", cfg.log.every), ("log.test_every", cfg.log.test_every),
-                       ("checkpoint.every", cfg.checkpoint.every)]:
+                       ("train.steps_per_call", t.steps_per_call),
+                       ("log.every", cfg.log.every), ("log.test_every", cfg.log.test_every)]:
         if not 0 < value <= LARGEST:
             _fail(key, value, f"a whole number from 1 to {LARGEST}")
+    every = cfg.checkpoint.every
+    if every != "auto" and (isinstance(every, bool) or not isinstance(every, int)
+                            or not 0 < every <= LARGEST):
+        _fail("checkpoint.every", every, f"auto or a whole number from 1 to {LARGEST}")
     if not str(cfg.results_dir).strip():
         _fail("results_dir", cfg.results_dir, "name a folder (the default is results)")
     if t.iterations % cfg.log.test_every or cfg.log.test_every % cfg.log.every:

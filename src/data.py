@@ -106,8 +106,9 @@ def load(data_dir=None, download=True, train_examples=None, test_examples=None,
 def train_batches(data: Cifar10, batch_size: int, seed: int, start_iteration: int = 0):
     """An endless stream of (iteration, images, labels) from `start_iteration` on."""
     n = len(data.train_labels)
-    images, labels = tf.constant(data.train_images), tf.constant(data.train_labels)
-    mean = tf.constant(data.mean)
+    with tf.device("/CPU:0"):  # the pipeline's: on a GPU, eager constants would go to the GPU
+        images, labels = tf.constant(data.train_images), tf.constant(data.train_labels)
+        mean = tf.constant(data.mean)  # and each batch be copied back to the host
 
     def epoch_order(epoch):
         order = tf.random.experimental.stateless_shuffle(

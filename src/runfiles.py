@@ -248,9 +248,28 @@ def read_gradients(path: Path, up_to_iteration: int) -> list[dict]:
     return frame[frame.iteration <= up_to_iteration].to_dict("records")
 
 
+def gradient_lines(rows: list[dict], header: bool = True) -> str:
+    """gradients.csv's text of `rows` (its header first, given `header`)."""
+    return pd.DataFrame(rows, columns=GRADIENT_COLUMNS).to_csv(index=False, header=header,
+                                                               float_format="%.6g")
+
+
 def write_gradients(path: Path, rows: list[dict]) -> None:
-    write_atomic(path, lambda f: pd.DataFrame(rows, columns=GRADIENT_COLUMNS).to_csv(
-        f, index=False, float_format="%.6g"))
+    write_text(path, gradient_lines(rows))
+
+
+class GradientsFile:
+    """gradients.csv as a run writes it, a logged row's layers at a time: each row's lines are
+    formatted once and added to the text held, which is written whole and atomically (a kill
+    leaves the file whole, as every file of a run folder): the cost of a row does not grow with
+    the rows before it but for one write of the bytes."""
+
+    def __init__(self, path: Path, rows: list[dict]):
+        self.path, self.text = path, gradient_lines(rows)
+
+    def add(self, rows: list[dict]) -> None:
+        self.text += gradient_lines(rows, header=False)
+        write_text(self.path, self.text)
 
 
 RESPONSE_COLUMNS = ["layer", "index", "std"]  # src.models.responses says what std is

@@ -138,7 +138,8 @@ class Interval:
 
 
 def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interval,
-                    warmup_until_error=0.0, warmup_iterations=0, jit_compile=False, held=()):
+                    warmup_until_error=0.0, warmup_iterations=0, jit_compile=False, held=(),
+                    steps_per_call=1):
     """One SGD step on a batch, compiled, that returns nothing: it adds the batch's loss, wrong
     predictions and size to `interval`, so the loop never waits for the device between steps.
 
@@ -147,12 +148,15 @@ def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interva
     counting it, which would move every later milestone. The warm-up (paper, 110 layers) ends at
     the first step after which the mean training error of the last WARMUP_WINDOW batches is below
     `warmup_until_error` percent, or, given `warmup_iterations`, after that many steps. Each
-    (kernel, norm) of `held` is scaled back to that norm after the step (held_kernels)."""
+    (kernel, norm) of `held` is scaled back to that norm after the step (held_kernels).
+
+    With steps_per_call > 1 the function takes a stack of batches (k x batch x ...) and takes a
+    step on each in turn in one call (a loop in the graph, as Keras' steps_per_execution): one
+    Python dispatch per k steps, where a fast device waits on the host."""
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     optimizer.build(model.trainable_variables)
     sums = interval.sums
 
-    @tf.function(jit_compile=jit_compile)
     def train_step(images, labels):
         step = tf.identity(optimizer.iterations)
         sums["lr"].assign(tf.cast(optimizer.learning_rate, tf.float32))
@@ -180,7 +184,15 @@ def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interva
         schedule.warming_up.assign(tf.logical_and(schedule.warming_up, tf.logical_not(ends)))
         interval.warmup_ended_at.assign(tf.where(ends, step + 1, interval.warmup_ended_at))
 
-    return train_step
+    if steps_per_call == 1:
+        return tf.function(train_step, jit_compile=jit_compile)
+
+    @tf.function(jit_compile=jit_compile, reduce_retracing=True)
+    def train_steps(images, labels):
+        for i in tf.range(tf.shape(labels)[0]):
+            train_step(images[i], labels[i])
+
+    return train_steps
 
 
 def make_test_step(model, jit_compile=False):

@@ -28,8 +28,8 @@ from src.steps import (WARMUP_WINDOW, Interval, build_model, evaluate, held_kern
                        make_optimizer, make_test_step, make_train_step, warmup_enabled,
                        warmup_iterations)
 from src.process import PAUSE_AT, StopSignals, pause, preemption_signal, process_settings, stop_signals
-from src.runfiles import (Row, Summary, TensorBoard, machine_phrase, parse_rows, provenance,
-                          read_gradients, read_rows, write_gradients, write_responses, write_rows,
+from src.runfiles import (GradientsFile, Row, Summary, TensorBoard, machine_phrase, parse_rows,
+                          provenance, read_gradients, read_rows, write_responses, write_rows,
                           write_weights)
 
 class NumericalError(Exception):
@@ -118,10 +118,14 @@ class Run:
         self.train_step = make_train_step(self.model, self.optimizer, self.schedule,
                                           self.interval, t.warmup_until_error,
                                           warmup_iterations(cfg), t.jit_compile,
-                                          held_kernels(self.model, cfg))  # before any resume
+                                          held_kernels(self.model, cfg),  # before any resume
+                                          t.steps_per_call)
         self.test_step = make_test_step(self.model, t.jit_compile)
         self.backward_signal = gradient_norms(self.model)
         self.checkpoint = Checkpoint(run_dir, cfg)
+        every = cfg.checkpoint.every
+        self.checkpoint_every = cfg.log.every if every == "auto" else every  # auto: widened once
+        self.checkpoint_measured = every != "auto"  # a checkpoint's cost (save_checkpoint)
         curve = parse_rows(run_dir / "metrics.csv")[0]  # a checkpoint past its last row + 1 row
         after = (curve[-1]["iteration"] if curve else 0) + cfg.log.every  # has lost rows before it
         saved = self.checkpoint.load(self.model, self.optimizer, before=after)  # iterations too
@@ -133,7 +137,8 @@ class Run:
         self.interval.restore(saved or {})
         self.rows = read_rows(run_dir / "metrics.csv", self.state.iteration)
         self.first_row = len(self.rows)
-        self.gradients = read_gradients(run_dir / "gradients.csv", self.state.iteration)
+        self.gradients = GradientsFile(run_dir / "gradients.csv",
+                                       read_gradients(run_dir / "gradients.csv", self.state.iteration))
         self.board = TensorBoard(run_dir, self.rows)
         self.live = sys.stdout.isatty()
         self.pause_at = int(os.environ.get(PAUSE_AT, -1))
@@ -149,23 +154,23 @@ class Run:
                                                state.iteration))
             if state.iteration == 0:  # the backward signal of the initialisation, first batch
                 first = next(batches)
-                self.gradients = self.backward_signal(first[1], first[2], 0)
+                self.gradients = GradientsFile(self.run_dir / "gradients.csv",
+                                               self.backward_signal(first[1], first[2], 0))
                 batches = itertools.chain([first], batches)
             tick = time.perf_counter()
             while state.iteration < cfg.train.iterations:
-                _, images, labels = next(batches)
-                self.train_step(images, labels)
-                state.iteration += 1
+                before = state.iteration
+                images, labels = self.take_steps(batches)
                 tick = state.clock(tick)
-                if state.iteration == self.pause_at:
+                if before < self.pause_at <= state.iteration:
                     pause(stop)
                     tick = time.perf_counter()
-                if self.live and state.iteration % 10 == 0:  # between rows, on a terminal only
+                if self.live and state.iteration // 10 > before // 10:  # on a terminal only
                     self.live_line()
                 if state.iteration % cfg.log.every == 0:
                     self.log_row(images, labels)
                     tick = time.perf_counter()
-                if state.iteration % cfg.checkpoint.every == 0 or stop.received:
+                if state.iteration % self.checkpoint_every == 0 or stop.received:
                     self.save_checkpoint()
                 if stop.received:
                     self.stop(stop)
@@ -182,6 +187,23 @@ class Run:
             raise
         finally:
             self.board.close()
+
+    def take_steps(self, batches) -> tuple:
+        """One call of the compiled step: one batch, or with train.steps_per_call = k up to k
+        stacked (never past a logged row or the end); the last batch's images and labels."""
+        cfg, state = self.cfg, self.state
+        k = cfg.train.steps_per_call
+        if k == 1:
+            _, images, labels = next(batches)
+            self.train_step(images, labels)
+            state.iteration += 1
+            return images, labels
+        k = min(k, cfg.log.every - state.iteration % cfg.log.every,
+                cfg.train.iterations - state.iteration)
+        taken = [next(batches) for _ in range(k)]
+        self.train_step(tf.stack([b[1] for b in taken]), tf.stack([b[2] for b in taken]))
+        state.iteration += k
+        return taken[-1][1], taken[-1][2]
 
     def save_summary(self, status: str, error: str | None = None) -> None:
         last = self.rows[-1] if self.rows else {}
@@ -227,7 +249,7 @@ class Run:
         cfg, state = self.cfg, self.state
         sums = self.read_interval()
         start = time.perf_counter()
-        self.gradients += self.backward_signal(images, labels, state.iteration)
+        gradients = self.backward_signal(images, labels, state.iteration)
         tested = state.iteration % cfg.log.test_every == 0
         test_loss, test_error = evaluate(self.test_step, self.test_batches) if tested else (
             math.nan, math.nan)
@@ -242,7 +264,7 @@ class Run:
             eval_seconds=round(eval_seconds, 2),
             images_per_second=round(sums["seen"] / state.interval_seconds, 1))))
         write_rows(self.run_dir / "metrics.csv", self.rows)
-        write_gradients(self.run_dir / "gradients.csv", self.gradients)
+        self.gradients.add(gradients)
         self.board.write(self.rows[-1])
         self.interval.reset()
         state.interval_seconds = 0.0
@@ -254,8 +276,15 @@ class Run:
 
     def save_checkpoint(self) -> None:
         sums = self.read_interval()  # never a checkpoint of NaN weights
+        start = time.perf_counter()
         self.checkpoint.save(self.model, self.optimizer, self.state.to_checkpoint(sums))
         self.state.saved_at = self.state.iteration
+        if not self.checkpoint_measured and self.rows:  # checkpoint.every=auto, first one timed
+            self.checkpoint_measured = True
+            row = self.rows[-1]
+            row_seconds = self.cfg.log.every * self.cfg.train.batch_size / row["images_per_second"]
+            self.checkpoint_every = checkpoint_interval(time.perf_counter() - start, row_seconds,
+                                                        self.cfg.log.every)
 
     def stop(self, stop: StopSignals) -> None:
         """After a signal's checkpoint: say so, hand a preemption to submitit, exit."""
@@ -266,6 +295,15 @@ class Run:
         if signum == preemption_signal() and callable(stop.previous.get(signum)):
             stop.previous[signum](signum, None)  # submitit's: requeue this job, then exit
         sys.exit(128 + signum)
+
+
+CHECKPOINT_SHARE = 0.01  # checkpoint.every=auto: at most this share of the training time
+
+
+def checkpoint_interval(save_seconds: float, row_seconds: float, log_every: int) -> int:
+    """checkpoint.every=auto: the smallest multiple of log.every whose training time is at least
+    1/CHECKPOINT_SHARE times a checkpoint's (`row_seconds`: log.every iterations' training)."""
+    return log_every * max(1, math.ceil(save_seconds / (CHECKPOINT_SHARE * row_seconds)))
 
 
 def announce(cfg: DictConfig, name: str, parameters: int, iteration: int) -> None:

@@ -16,7 +16,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 from tensorflow_datasets.image_classification.cifar import Cifar10  # noqa: E402
 
 from src.machine import SIMULATED  # noqa: E402
-from tests.helpers import LIGHT, ROOT  # noqa: E402
+from tests.helpers import LIGHT, ROOT, end_started  # noqa: E402
 
 # Where the real CIFAR-10 may be, in this order: TFDS_DATA_DIR as the user set it, the shared
 # copy beside the checkout, tfds's default folder (downloading into it if it is empty).
@@ -54,6 +54,14 @@ def cpu_machine():
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(SIMULATED, "cpu")
         yield
+
+
+@pytest.fixture(autouse=True)
+def no_process_left():
+    """A test that fails (or times out: pytest-timeout, pytest.ini) leaves no process behind:
+    whatever it started and did not end is killed with its children after it."""
+    yield
+    end_started()
 
 
 @pytest.fixture

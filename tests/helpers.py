@@ -39,12 +39,38 @@ def run_env(pause_at: int | None = None):
             **({PAUSE_ENV: str(pause_at)} if pause_at is not None else {})}
 
 
+STARTED: list[subprocess.Popen] = []  # every process `start` started: conftest ends them
+
+
 def start(*args, module="src.run", pause_at: int | None = None):
     """`python -m module *args` as a process of its own (for kill -9, two runs at once, the
-    sweep's children); most tests use `run`, which saves each its start-up of about 4 s."""
-    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=run_env(pause_at),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=default_ctrl_c)
+    sweep's children), in a process group of its own that the test's teardown kills whatever
+    the test did (conftest's `no_process_left`); most tests use `run`, which saves each its
+    start-up of about 4 s."""
+    p = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=run_env(pause_at),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=default_ctrl_c, start_new_session=True)
+    STARTED.append(p)
+    return p
+
+
+def end_started() -> list[int]:
+    """Kill the process group of every started process that is still running (a failed test's
+    sweep and its runs); their PIDs."""
+    ended = []
+    while STARTED:
+        p = STARTED.pop()
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            ended.append(p.pid)
+            deadline = time.time() + 10  # its children, orphaned, are reaped by init
+            with contextlib.suppress(ProcessLookupError):
+                while time.time() < deadline:
+                    os.killpg(p.pid, 0)  # ProcessLookupError once the group is gone
+                    time.sleep(0.05)
+    return ended
 
 
 def default_ctrl_c() -> None:

@@ -45,6 +45,9 @@ def test_every_budget_composes_and_validates(budget):
     ("train.milestones=[0.75,0.5]", "train.milestones=[0.75, 0.5] is not allowed"),
     ("train.precision=fp8", "train.precision='fp8' is not allowed: choose one of float32"),
     ("train.warmup=maybe", "train.warmup='maybe' is not allowed: auto, true or false"),
+    ("checkpoint.every=0", "checkpoint.every=0 is not allowed: auto or a whole number from 1"),
+    ("checkpoint.every=often", "checkpoint.every='often' is not allowed: auto or a whole number"),
+    ("train.steps_per_call=0", "train.steps_per_call=0 is not allowed: a whole number from 1"),
     ("train.kernel_norm=fixed", "train.kernel_norm='fixed' is not allowed: choose one of free, held"),
     ("train.warmup_iterations=400", "train.warmup_iterations=400 is not allowed: auto while the "
                                     "warm-up is off for this net (train.warmup=auto); add "

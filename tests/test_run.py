@@ -253,6 +253,46 @@ def test_resume_is_bit_identical_with_determinism(tmp_path):
                                   pd.read_csv(folder / "gradients.csv"), check_exact=True)
 
 
+def test_several_steps_per_call_train_the_same_run_and_resume_it(tmp_path):
+    """train.steps_per_call=3 with rows every 10 iterations (calls of 3, 3, 3, 1), stopped and
+    resumed: the curves and gradients of one step per call, bit for bit (determinism on)."""
+    common = ["budget=smoke", "depth=8", *LIGHT, "train.iterations=40", "train.deterministic=true"]
+    one, three = tmp_path / "one", tmp_path / "three"
+    assert run(*common, f"results_dir={one}").returncode == 0
+    folder = three / "smoke/runs/identity-8-s0"
+    interrupt_after_first_row(folder, *common, "train.steps_per_call=3", f"results_dir={three}")
+    assert run(*common, "train.steps_per_call=3", f"results_dir={three}").returncode == 0
+    pd.testing.assert_frame_equal(metrics(one / "smoke/runs/identity-8-s0")[LOSSES_AND_ERRORS],
+                                  metrics(folder)[LOSSES_AND_ERRORS], check_exact=True)
+    assert (one / "smoke/runs/identity-8-s0/gradients.csv").read_bytes() == \
+        (folder / "gradients.csv").read_bytes()
+
+
+def test_evaluate_asks_the_same_error_on_the_same_device_kind_and_a_tolerance_across(
+        smoke, monkeypatch):
+    """A CPU run evaluated on a CPU: the same error; on a (simulated) GPU: within the stated
+    tolerance, and the line says which rule it applied."""
+    from experiments.evaluate import CROSS_DEVICE_POINTS
+    from src.machine import SIMULATED
+    overrides, run_dir = smoke
+    assert run(*overrides).returncode == 0
+    same = run(str(run_dir), module="experiments.evaluate")
+    assert same.returncode == 0, same.stderr
+    assert "(trained and evaluated on a CPU: must be the same): yes" in same.stdout
+    monkeypatch.setenv(SIMULATED, "gpu")
+    across = run(str(run_dir), module="experiments.evaluate")
+    assert across.returncode == 0, across.stderr
+    assert (f"(trained on a CPU, evaluated on a GPU: must be within {CROSS_DEVICE_POINTS} "
+            "points): yes") in across.stdout
+
+
+def test_an_automatic_checkpoint_interval_bounds_a_checkpoints_share_of_the_time():
+    from src.train import checkpoint_interval
+    assert checkpoint_interval(0.05, 70.0, 100) == 100  # a CPU: 0.07% of a row's time
+    assert checkpoint_interval(0.05, 2.0, 100) == 300  # a GPU: 2.5% -> every third row
+    assert checkpoint_interval(0.0, 2.0, 50) == 50
+
+
 @pytest.mark.heavy
 def test_sigkill_at_random_moments_leaves_a_complete_consistent_folder(smoke):
     overrides, run_dir = smoke

@@ -385,6 +385,21 @@ def test_a_signal_before_the_first_run_is_one_line_and_leaves_no_process(tmp_pat
     assert not rate_processes() and not (tmp_path / "long/runs").exists()
 
 
+@pytest.mark.heavy
+def test_a_started_process_and_its_children_end_with_the_test_that_started_it(tmp_path):
+    """What conftest's no_process_left does after a test that fails: a sweep and its run, killed
+    with their process group."""
+    from tests.helpers import STARTED, end_started
+    p = start("budget=smoke", "depth=8", "shortcut=none", "jobs=1", f"results_dir={tmp_path}",
+              module="src.sweep", pause_at=PAUSE_AT)  # its run waits at PAUSE_AT
+    wait_for_first_row(tmp_path / "smoke/runs/none-8-s0", p)
+    children = subprocess.run(["pgrep", "-g", str(p.pid)], capture_output=True, text=True)
+    assert len(children.stdout.split()) >= 2  # the sweep and its run
+    assert end_started() == [p.pid] and not STARTED
+    left = subprocess.run(["pgrep", "-g", str(p.pid)], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
+
+
 def test_the_plan_gives_each_step_of_the_long_grid_its_wall_time_packed():
     from src.budgets import Budget, expand
     from src.sweep import step_times
