@@ -127,9 +127,10 @@ def gradient_cost(depth, repeats=5) -> float:
     return seconds[1] / seconds[0]
 
 
-def timed_rate(depth, seconds, start_at) -> float:
-    """images/s of the bare step (batch 128) over `seconds`, from the wall-clock time `start_at`
-    on, so that processes started together measure the same moment."""
+def timed_rate(depth, seconds, start_at) -> tuple[float, int]:
+    """(images/s of the bare step (batch 128) over `seconds`, from the wall-clock time `start_at`
+    on, so that processes started together measure the same moment; the peak GPU memory it took,
+    in bytes, 0 without a GPU)."""
     step, _, _ = bare_training(depth)
     while True:  # trace and warm up until the start
         step()
@@ -139,26 +140,35 @@ def timed_rate(depth, seconds, start_at) -> float:
     while time.perf_counter() - start < seconds:
         step()
         steps += 1
-    return steps * 128 / (time.perf_counter() - start)
+    rate = steps * 128 / (time.perf_counter() - start)
+    real_gpu = tf.config.list_physical_devices("GPU")
+    return rate, tf.config.experimental.get_memory_info("GPU:0")["peak"] if real_gpu else 0
 
 
-def packed_rates(depth: int, jobs: int, threads: int | None, seconds=6.0) -> list[float]:
+def packed_rates(depth: int, jobs: int, threads: int | None, seconds=6.0,
+                 memory: list | None = None) -> list[float]:
     """images/s of each of `jobs` processes training the bare step at once, `threads` threads
-    each (None: TensorFlow's default, every core), measured over the same `seconds`."""
+    each (None: TensorFlow's default, every core), measured over the same `seconds`; each one's
+    peak GPU memory appended to `memory` where given. On a GPU they share it, each taking the
+    memory it needs (TF_FORCE_GPU_ALLOW_GROWTH), as packed runs do."""
     start_at = time.time() + 12  # time to import TensorFlow and build the network
     workers, rates = [], []
+    env = {**os.environ, machine.GROWTH: "true"}
     try:
         for _ in range(jobs):
             workers.append(subprocess.Popen(
                 [sys.executable, "-m", "src.bench", "--rate-of", str(depth), "--seconds",
                  str(seconds), "--start-at", str(start_at),
                  *(["--threads", str(threads)] if threads else [])],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True))
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env))
         for worker in workers:
             out, _ = worker.communicate(timeout=300)
             if worker.returncode:
                 raise RuntimeError(f"the packing measurement failed (exit {worker.returncode})")
-            rates.append(float(out.split()[-1]))
+            rate, peak = out.split()[-2:]
+            rates.append(float(rate))
+            if memory is not None:
+                memory.append(int(peak))
     finally:  # a signal or a failure: no worker left behind
         for worker in workers:
             if worker.poll() is None:
@@ -170,6 +180,32 @@ def packed_rates(depth: int, jobs: int, threads: int | None, seconds=6.0) -> lis
 def packing_gain(depth: int, jobs: int) -> float:
     """Images/s of `jobs` one-thread processes at once over one process on every core."""
     return sum(packed_rates(depth, jobs, 1)) / packed_rates(depth, 1, None)[0]
+
+
+GPU_PACKING = (2, 3, 4)  # runs per GPU tried, in order
+GPU_PACKING_STEP = 1.1  # each more run on the GPU must add 10% to the images/s of them all
+GPU_MEMORY_MARGIN = 0.8  # of the free memory, for the runs' measured peaks
+
+
+def gpu_packing(depth: int) -> tuple[int, float, str]:
+    """(runs at once on the GPU, their images/s over one run alone, why): more runs while each
+    adds GPU_PACKING_STEP and the free memory holds them (from one run's measured peak)."""
+    peaks = []
+    alone = packed_rates(depth, 1, None, memory=peaks)[0]
+    free = machine.gpu_free_bytes()
+    fits = len(GPU_PACKING) + 1 if not free or not peaks[0] else \
+        int(GPU_MEMORY_MARGIN * free // peaks[0])
+    jobs, gain, why = 1, 1.0, "one run alone"
+    for k in GPU_PACKING:
+        if k > fits:
+            why = f"{k} runs would not fit in its free memory ({peaks[0] / 2**20:.0f} MiB each)"
+            break
+        together = sum(packed_rates(depth, k, None)) / alone
+        if together < gain * GPU_PACKING_STEP:
+            why = f"{k} runs gave {together:.2f}x, under {GPU_PACKING_STEP:g}x the last"
+            break
+        jobs, gain = k, together
+    return jobs, gain, why
 
 
 # Each op of the profiled step by what it does, the first pattern that matches its type wins.
@@ -410,7 +446,7 @@ def main():
         return
     if args.rate_of:  # one worker of packed_rates
         use_threads(args.threads)
-        print(timed_rate(args.rate_of, args.seconds, args.start_at))
+        print(*timed_rate(args.rate_of, args.seconds, args.start_at))
         return
     tf.get_logger().setLevel("ERROR")  # each trainer run traces its own functions anew
     table = tabulate(measure_all(args, overrides))

@@ -38,6 +38,21 @@ def gpus() -> list[str]:
             for g in tf.config.list_physical_devices("GPU")]
 
 
+GROWTH = "TF_FORCE_GPU_ALLOW_GROWTH"  # TensorFlow's: take GPU memory as needed, not all of it
+
+
+def gpu_free_bytes() -> int | None:
+    """The free memory of the first GPU, from nvidia-smi (without TensorFlow, which would take
+    the memory itself); None where it cannot say."""
+    import subprocess
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,"
+                              "nounits", "--id=0"], capture_output=True, text=True, timeout=30)
+        return int(out.stdout.split()[0]) * 2**20 if out.returncode == 0 else None
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
+        return None
+
+
 def vector_extensions() -> list[str]:
     """The CPU's vector extensions among EXTENSIONS, e.g. ["AVX2", "FMA"]; [] where
     /proc/cpuinfo cannot be read."""

@@ -386,6 +386,25 @@ def test_a_signal_before_the_first_run_is_one_line_and_leaves_no_process(tmp_pat
 
 
 @pytest.mark.heavy
+@pytest.mark.parametrize("rates, free, expected", [
+    ({1: [100.0], 2: [90.0, 90.0], 3: [70.0] * 3, 4: [52.0] * 4}, None, (3, 2.1)),  # 4: 2.08x
+    ({1: [100.0], 2: [52.0, 52.0]}, None, (1, 1.0)),  # 2 runs add under 10%
+    ({1: [100.0], 2: [90.0, 90.0], 3: [70.0] * 3}, 2.6 * 2**30, (2, 1.8)),  # 1 GiB each: 2 fit
+])
+def test_the_gpu_packing_adds_runs_while_each_adds_a_tenth_and_they_fit(monkeypatch, rates,
+                                                                         free, expected):
+    import src.bench
+    def packed_rates(depth, jobs, threads, seconds=6.0, memory=None):
+        if memory is not None:
+            memory.append(2**30)  # each run's peak: 1 GiB
+        return rates[jobs]
+    monkeypatch.setattr(src.bench, "packed_rates", packed_rates)
+    monkeypatch.setattr(src.bench.machine, "gpu_free_bytes", lambda: free)
+    jobs, gain, why = src.bench.gpu_packing(20)
+    assert (jobs, round(gain, 1)) == expected, why
+
+
+@pytest.mark.heavy
 def test_a_started_process_and_its_children_end_with_the_test_that_started_it(tmp_path):
     """What conftest's no_process_left does after a test that fails: a sweep and its run, killed
     with their process group."""
@@ -440,12 +459,18 @@ def test_a_signal_inside_a_librarys_except_exception_still_stops_the_sweep(tmp_p
     assert signal.getsignal(signal.SIGINT) == before
 
 
-def test_a_gpu_machine_runs_one_at_a_time_without_measuring_and_takes_float16(simulated_gpu):
-    """The GPU branches, under the simulated probe: the sweep does not pack (nor measure
-    packing), and float16, refused on a CPU, is allowed."""
+def test_a_gpu_machine_packs_runs_on_the_gpu_as_measured_and_takes_float16(simulated_gpu,
+                                                                          monkeypatch):
+    """The GPU branches, under the simulated probe: the sweep packs as many runs on the GPU as
+    measured faster (bench.gpu_packing), on TensorFlow's threads, and float16, refused on a CPU,
+    is allowed."""
+    import src.sweep
     from src.config import check_config
-    from src.sweep import packing
+    from src.sweep import Sweep, packing
+    monkeypatch.setattr(src.sweep, "gpu_packing", lambda depth: (3, 2.4, "4 runs gave 2.5x"))
     options = {"launcher": "basic", "jobs": "auto"}
     pending = [compose("budget=smoke", f"depth={d}") for d in (8, 20)]
-    assert packing(options, pending, seconds=3600.0) == (1, None, 1.0)
+    assert packing(options, pending, seconds=3600.0) == (3, None, 2.4)
+    assert packing(options, pending[:1], seconds=3600.0) == (1, None, 1.0)  # nothing to pack
+    assert Sweep(3, None, {}, {}, 2.4, []).env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
     check_config(compose("budget=smoke", "train.precision=mixed_float16"))
