@@ -2,7 +2,7 @@
 finished run's training loss along the line from its initial to its final weights, and on a
 plane around its final weights.
 
-    python -m experiments.landscape [--images N] [--grid K] [--line L] RUN_DIR [RUN_DIR ...]
+    python -m experiments.landscape [--images N] [--grid K] [--line L] [--planes P] RUN_DIR ...
 
 From the run's final weights (experiments.trained) and its initial ones, rebuilt from its seed
 (as experiments.gradients does). The loss is the cross-entropy (no weight decay) on a fixed
@@ -14,14 +14,16 @@ BN is rescaled, which is what makes filter normalisation meaningful.
 
 - line: w(a) = w0 + a (w1 - w0) for L values of a from -0.25 to 1.25 (0: the initial weights, 1:
   the final ones; L = 13 steps by 0.125), every weight moving, BN's included;
-- plane: w1 + x d1 + y d2 on a K x K grid over [-1, 1]^2, d1 and d2 random Gaussian directions
-  (seeded by the run's seed) normalised filter by filter as Li et al. do: each output filter of a
-  kernel (a convolution's or the classifier's) is scaled to the norm of the same filter of w1; BN's
-  gamma and beta and the classifier's bias get no direction.
+- planes: w1 + x d1 + y d2 on a K x K grid over [-1, 1]^2, for P planes (default 3: the spread
+  of what one random plane shows), d1 and d2 random Gaussian directions (drawn in turn from one
+  generator seeded by the run's seed, so plane 0 is the same for any P) normalised filter by
+  filter as Li et al. do: each output filter of a kernel (a convolution's or the classifier's) is
+  scaled to the norm of the same filter of w1; BN's gamma and beta and the classifier's bias get
+  no direction.
 
-Writes landscape.csv beside the run: `kind` (line or plane), `x`, `y` (0 on the line), `loss`,
-`error` (% of the subset misclassified), `images` (N). Costs (L + K^2) x N forward passes: with the defaults
-(L = 13, K = 11, 512 images) 69,000.
+Writes landscape.csv beside the run: `kind` (line or plane), `plane` (0 to P - 1; 0 on the line),
+`x`, `y` (0 on the line), `loss`, `error` (% of the subset misclassified), `images` (N). Costs
+(L + P K^2) x N forward passes: with the defaults (L = 13, K = 11, P = 3, 512 images) 192,500.
 """
 import argparse
 import sys
@@ -36,8 +38,9 @@ from experiments.trained import command, final_network, write_csv
 from src.runfiles import read_table
 
 CSV = "landscape.csv"
-COLUMNS = ["kind", "x", "y", "loss", "error", "images"]
-DEFAULTS = {"images": 512, "grid": 11, "line": 13}
+COLUMNS = ["kind", "plane", "x", "y", "loss", "error", "images"]
+COLUMNS_BEFORE = ["kind", "x", "y", "loss", "error", "images"]  # of files with one plane
+DEFAULTS = {"images": 512, "grid": 11, "line": 13, "planes": 3}
 BATCH = 128
 
 
@@ -63,7 +66,7 @@ def initial_weights(cfg) -> list:
 
 
 def measure(run_dir: Path, images=DEFAULTS["images"], grid=DEFAULTS["grid"],
-            line=DEFAULTS["line"]) -> pd.DataFrame:
+            line=DEFAULTS["line"], planes=DEFAULTS["planes"]) -> pd.DataFrame:
     import keras
     import tensorflow as tf
     from src.steps import count_wrong
@@ -96,26 +99,31 @@ def measure(run_dir: Path, images=DEFAULTS["images"], grid=DEFAULTS["grid"],
         rows = []
         for a in np.linspace(-0.25, 1.25, line):
             loss, error = at([w0 + a * (w1 - w0) for w0, w1 in zip(start, final)])
-            rows.append({"kind": "line", "x": a, "y": 0.0, "loss": loss, "error": error,
-                         "images": n})
+            rows.append({"kind": "line", "plane": 0, "x": a, "y": 0.0, "loss": loss,
+                         "error": error, "images": n})
         rng = np.random.default_rng(cfg.seed)
-        d1, d2 = filter_normalised(final, rng), filter_normalised(final, rng)
-        for x in np.linspace(-1, 1, grid):
-            for y in np.linspace(-1, 1, grid):
-                loss, error = at([w + x * a + y * b for w, a, b in zip(final, d1, d2)])
-                rows.append({"kind": "plane", "x": x, "y": y, "loss": loss, "error": error,
-                             "images": n})
+        for plane in range(planes):
+            d1, d2 = filter_normalised(final, rng), filter_normalised(final, rng)
+            for x in np.linspace(-1, 1, grid):
+                for y in np.linspace(-1, 1, grid):
+                    loss, error = at([w + x * a + y * b for w, a, b in zip(final, d1, d2)])
+                    rows.append({"kind": "plane", "plane": plane, "x": x, "y": y, "loss": loss,
+                                 "error": error, "images": n})
         table = pd.DataFrame(rows, columns=COLUMNS)
         write_csv(run_dir, CSV, table)
     centre = table[(table.kind == "plane") & (table.x.abs() < 1e-9) & (table.y.abs() < 1e-9)]
-    print(f"{run_dir}: wrote {CSV} ({line} points on the line, a {grid} x {grid} plane, {n} "
+    print(f"{run_dir}: wrote {CSV} ({line} points on the line, {planes} planes of {grid} x "
+          f"{grid}, {n} "
           f"training images; loss {centre.loss.mean():.3g} at the final weights, "
           f"{table[table.kind == 'plane'].loss.max():.3g} at most on the plane)")
     return table
 
 
 def read_landscape(run_dir: Path) -> pd.DataFrame:
-    return read_table(Path(run_dir) / CSV, COLUMNS, integers=("images",), text=("kind",))
+    """landscape.csv; a file of one plane, from before `plane`, as plane 0."""
+    table = read_table(Path(run_dir) / CSV, COLUMNS, COLUMNS_BEFORE, integers=("images",),
+                       text=("kind",))
+    return table.assign(plane=table.plane.fillna(0).astype(int))
 
 
 def edge_rise(plane: pd.DataFrame) -> float:
@@ -151,7 +159,7 @@ def figure_landscape(finished: Runs, out: Path) -> bool:
     ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
     ax.legend(fontsize=7, handlelength=4)
-    planes = table[table.kind == "plane"]
+    planes = table[(table.kind == "plane") & (table.plane == 0)]  # the first of each run's
     levels = np.linspace(np.log10(planes.loss.min()), np.log10(planes.loss.max()), 15)
     for ax, name in zip(axes[0, 1:], nets):
         plane = planes[planes.name == name].pivot(index="y", columns="x", values="loss")
@@ -159,7 +167,8 @@ def figure_landscape(finished: Runs, out: Path) -> bool:
                              cmap="viridis")
         ax.plot(0, 0, "r+")
         early = plotting.barely_trained(finished.runs, name)
-        ax.set(title=f"{name} (seed {planes[planes.name == name].seed.iloc[0]}, one random plane)"
+        ax.set(title=f"{name} (seed {planes[planes.name == name].seed.iloc[0]}, random plane 1 "
+               f"of {table[table.name == name].plane.nunique()})"
                + (f"\n{early}" if early else ""),
                xlabel="direction 1 (filter-normalised)", ylabel="direction 2", aspect="equal")
     fig.colorbar(filled, ax=axes[0, -1], label="log10 training loss (one scale for all)",
@@ -168,7 +177,7 @@ def figure_landscape(finished: Runs, out: Path) -> bool:
     fig.text(0.5, 0.005, "measured on " + ", ".join(sorted(
         {f"{grids[n]} x {grids[n]} points, {planes[planes.name == n].images.iloc[0]} training "
          "images" for n in nets})) + "; unlike Li et al.'s code: BN on batch statistics (theirs: "
-        "the trained running ones), one plane, one seed (docs/runs.md)", ha="center", fontsize=7)
+        "the trained running ones), one seed (docs/runs.md)", ha="center", fontsize=7)
     return plotting.finish(fig, "The training loss around the final weights (Li et al. 2018, "
                            "filter-normalised) and on the line from the initial ones",
                            finished.runs, out)
@@ -180,9 +189,9 @@ def main(argv=sys.argv[1:]):
         parser.add_argument(f"--{key}", type=int, default=value)
     options, rest = parser.parse_known_args(argv)
     for key, value in vars(options).items():
-        if value < (BATCH if key == "images" else 2):
-            print(f"error: --{key}={value} is not allowed: at least "
-                  f"{BATCH if key == 'images' else 2}", file=sys.stderr)
+        least = {"images": BATCH, "planes": 1}.get(key, 2)
+        if value < least:
+            print(f"error: --{key}={value} is not allowed: at least {least}", file=sys.stderr)
             return 2
     return command(lambda run_dir: measure(run_dir, **vars(options)), __doc__, rest,
                    tuple(f"--{key}" for key in DEFAULTS))

@@ -4,6 +4,7 @@ pre-activation paper's Table 3 where its nets ran) and every run.
 """
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from experiments.claims import (SHOWN_AT, claim_lines, glance, judge, preactivation_table,
@@ -101,17 +102,21 @@ def analyses(finished: Runs) -> list[str]:
     landscape = landscape[landscape.name.isin(ANALYSED_NETS) & (landscape.kind == "plane")] \
         if not landscape.empty else landscape
     if not landscape.empty:
-        rise = landscape.groupby(["name", "seed"]).apply(edge_rise, include_groups=False)
+        rise = landscape.groupby(["name", "seed", "plane"]).apply(
+            edge_rise, include_groups=False).rename("rise").reset_index()
+        table = rise.groupby(["name", "seed"]).rise.agg(
+            planes="size", mean=lambda r: np.exp(np.log(r).mean()), lowest="min",
+            highest="max").reset_index().rename(columns={"mean": "border / centre (geometric "
+                                                         "mean over planes)"})
         lines += [
             "## The loss landscape (`figure_landscape.png`)", "",
-            "The training loss on one random filter-normalised plane around each network's final "
-            "weights (Li et al. 2018), and on the straight line from its initial weights "
-            "(Goodfellow et al. 2015). The mean loss on the plane's border over the loss at its "
-            "centre, per seed measured (one plane each; at 20 layers this cannot test Li et al.'s "
-            "finding, which they show at 56 and 110; docs/runs.md lists where this differs from "
-            "their code):", "",
-            rise.rename("border / centre").reset_index().to_markdown(index=False,
-                                                                    floatfmt=".3g"), ""]
+            "The training loss on random filter-normalised planes around each network's final "
+            "weights (Li et al. 2018; the figure draws the first plane), and on the straight line "
+            "from its initial weights (Goodfellow et al. 2015). The mean loss on a plane's border "
+            "over the loss at its centre, per seed measured, over its planes (at 20 layers this "
+            "cannot test Li et al.'s finding, which they show at 56 and 110; docs/runs.md lists "
+            "where this differs from their code):", "",
+            table.to_markdown(index=False, floatfmt=".3g"), ""]
     return lines
 
 

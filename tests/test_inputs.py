@@ -216,7 +216,7 @@ def test_the_two_gpu_batch_norm_groups_compose_and_refuse_keras_batch_norm():
 
 
 @pytest.mark.parametrize("module, takes", [
-    ("experiments.landscape", "it takes --images, --grid, --line"),
+    ("experiments.landscape", "it takes --images, --grid, --line, --planes"),
     ("experiments.lesion", "it takes run folders only"),
     ("experiments.gradients", "it takes --initial")])
 def test_an_analysis_names_the_options_it_takes(tmp_path, module, takes):

@@ -133,8 +133,11 @@ def test_the_landscape_of_a_short_run_meets_its_final_weights_on_the_line_and_th
                  module="experiments.landscape")
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(run_dir / "landscape.csv")
-    line, plane = table[table.kind == "line"], table[table.kind == "plane"]
+    line, planes = table[table.kind == "line"], table[table.kind == "plane"]
     assert line.x.tolist() == pytest.approx([-0.25, 0, 0.25, 0.5, 0.75, 1, 1.25])
+    assert planes.plane.tolist() == [p for p in (0, 1, 2) for _ in range(9)]  # three by default
+    plane = planes[planes.plane == 0]
+    assert not np.allclose(plane.loss, planes[planes.plane == 1].loss)  # other directions
     assert len(plane) == 9 and (table.images == 128).all() and (line.y == 0).all()
     assert sorted(set(plane.x)) == sorted(set(plane.y)) == pytest.approx([-1, 0, 1])
     centre = plane[(plane.x == 0) & (plane.y == 0)].loss.item()
@@ -145,6 +148,11 @@ def test_the_landscape_of_a_short_run_meets_its_final_weights_on_the_line_and_th
                 module="experiments.landscape")
     assert again.returncode == 0, again.stderr
     pd.testing.assert_frame_equal(pd.read_csv(run_dir / "landscape.csv"), table, rtol=1e-5)
+    one = run("--images", "128", "--grid", "3", "--line", "7", "--planes", "1", str(run_dir),
+              module="experiments.landscape")  # its plane 0 is the first of the three
+    assert one.returncode == 0, one.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "landscape.csv"),
+                                  table[table.plane == 0].reset_index(drop=True), rtol=1e-5)
     bad = run("--grid", "1", str(run_dir), module="experiments.landscape")
     assert bad.returncode == 2 and bad.stderr.strip() == "error: --grid=1 is not allowed: at least 2"
 
