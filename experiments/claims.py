@@ -128,7 +128,7 @@ def glance(runs) -> pd.DataFrame:
                                                       f"/ {cell(f'plain-{depth}', 'test_error')}",
                      "ResNet: train / test error (%)": f"{cell(f'ResNet-{depth}', 'train_error')} "
                                                        f"/ {cell(f'ResNet-{depth}', 'test_error')}",
-                     "paper, plain (Fig. 6, read off)": paper_plain,
+                     "paper, plain: train / test (read off Fig. 6)": paper_plain,
                      "paper, ResNet test (Table 6)": f"{RESNET_TEST_ERROR[depth]:g}"
                      if depth in RESNET_TEST_ERROR else "-"})
     return pd.DataFrame(rows)

@@ -116,6 +116,7 @@ def judge(plan, runs, ratios) -> pd.DataFrame:
         values = frame[frame.name == name][column]
         return values.mean(), values.std(), len(values)
     base, ref = plan["baseline"], plan["reference"]
+    runs = runs[~runs.scouting]  # as the claims: the runs that chose a budget are not judged
     first = first_row_ratios(ratios).assign(log10=lambda f: np.log10(f.first_over_last))
     rows = []
     for spec in plan["interventions"].values():
@@ -132,6 +133,8 @@ def judge(plan, runs, ratios) -> pd.DataFrame:
              side(base, "log10", first))]
         for claim, comparison, higher, lower in comparisons:
             threshold, found = verdict(higher[0] - lower[0], [higher[1], lower[1]])
+            if min(higher[2], lower[2]) == 0:
+                threshold, found = "-", "not decided: a side has no runs with gradients.csv"
             if claim.startswith("(ii)"):
                 found = {"shown": "shown worse than ResNet-56",
                          "not shown at this budget": "not shown worse than ResNet-56"}.get(
@@ -246,7 +249,7 @@ def draw(results: Path) -> int:
     labels = [s["label"] for s in plan["interventions"].values()]
     if runs.empty or not runs.name.isin(labels).any():
         print(f"{folder}: no finished intervention runs (make interventions); nothing written")
-        return 1
+        return 0
     sns.set_theme(style="whitegrid", context="notebook")
     judged = judge(plan, runs, ratios)
     figure(plan, runs, curves, ratios, judged, folder / "figure_interventions.png")
@@ -258,12 +261,17 @@ def draw(results: Path) -> int:
 
 
 def main(argv=sys.argv[1:]):
-    if argv[:1] == ["train"]:
-        return train(Path(argv[1]) if len(argv) > 1 else Path("results"))
-    if len(argv) > 1 or (argv and argv[0].startswith("-")):
-        print(__doc__.strip().split("\n\n")[1], file=sys.stderr)
+    train_them = argv[:1] == ["train"]
+    folders = argv[1:] if train_them else argv
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__)
+        return 0
+    if len(folders) > 1 or any(a.startswith("-") for a in folders):
+        print(f"error: {' '.join(argv)} is not allowed: [train] [RESULTS], one results folder "
+              "(default results)", file=sys.stderr)
         return 2
-    return draw(Path(argv[0]) if argv else Path("results"))
+    results = Path(folders[0]) if folders else Path("results")
+    return train(results) if train_them else draw(results)
 
 
 if __name__ == "__main__":

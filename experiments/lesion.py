@@ -128,9 +128,10 @@ def rises(table) -> pd.DataFrame:
         shared = removed[~removed.unit.map(downsampling)]
         worst = shared.groupby("seed").test_error.max() - whole
         worst_any = removed.groupby("seed").test_error.max() - whole
+        room = (plotting.CHANCE - whole).where(plotting.CHANCE - whole >= 1)  # none near chance
         rows.append({"network": name, "seeds": len(whole), "whole test error (%)": whole.mean(),
                      "worst rise, shared units (points)": worst.mean(),
-                     "as a share of the room to chance": (worst / (plotting.CHANCE - whole)).mean(),
+                     "as a share of the room to chance": (worst / room).mean(),
                      "worst rise, any unit (points)": worst_any.mean()})
     return pd.DataFrame(rows)
 
@@ -148,8 +149,8 @@ def figure_lesion(finished: Runs, out: Path) -> bool:
     palette = plotting.palette(table)
     fig, ax = plt.subplots(figsize=(9, 4.8))
     whole, worst = table[table["index"] == 0], table[table["index"] > 0]
-    for index in sorted(set(worst[worst.unit.map(downsampling)]["index"])):
-        ax.axvspan(index - 0.4, index + 0.4, color="grey", alpha=0.15, linewidth=0)
+    for (label, index), _ in worst[worst.unit.map(downsampling)].groupby(["label", "index"]):
+        ax.axvline(index, color=palette[label], linestyle="--", linewidth=0.8, alpha=0.7)
     # a plain net's units that change shape have no row: a gap in its line, not a bridge
     keys = ["label", "name", "seed"]
     every = pd.MultiIndex.from_tuples(
@@ -169,8 +170,8 @@ def figure_lesion(finished: Runs, out: Path) -> bool:
         ax.plot([], [], color=palette[label], label=label + (f": {early}" if early else ""),
                 **style)
     ax.plot([], [], color="grey", linestyle=":", label="the network whole")
-    ax.fill_between([], [], color="grey", alpha=0.15, label="downsampling unit (plain: cannot "
-                    "be removed)")
+    ax.plot([], [], color="grey", linestyle="--", linewidth=0.8, label="a downsampling unit, in "
+            "its net's colour (plain: cannot be removed)")
     ax.set(xlabel="unit removed (network order)", ylabel="test error (%)",
            title="BN statistics as trained; removing a ResNet unit keeps its shortcut, a plain "
                  "one is replaced by the identity")

@@ -187,18 +187,24 @@ GPU_PACKING_STEP = 1.1  # each more run on the GPU must add 10% to the images/s 
 GPU_MEMORY_MARGIN = 0.8  # of the free memory, for the runs' measured peaks
 
 
-def gpu_packing(depth: int) -> tuple[int, float, str]:
-    """(runs at once on the GPU, their images/s over one run alone, why): more runs while each
-    adds GPU_PACKING_STEP and the free memory holds them (from one run's measured peak)."""
+GPU_CONTEXT_BYTES = 2**29  # a process's CUDA context, which TensorFlow's peak leaves out
+
+
+def gpu_packing(depth: int, deepest: int | None = None) -> tuple[int, float, str]:
+    """(runs at once on the GPU, their images/s over one run alone, why no more): more runs
+    while each adds GPU_PACKING_STEP and the free memory holds them. Rates of the `depth` net;
+    memory of one run of the `deepest` net, from the `depth` net's measured peak scaled by depth
+    (activations grow with it) and a CUDA context."""
     peaks = []
     alone = packed_rates(depth, 1, None, memory=peaks)[0]
     free = machine.gpu_free_bytes()
+    need = peaks[0] * (deepest or depth) / depth + GPU_CONTEXT_BYTES
     fits = len(GPU_PACKING) + 1 if not free or not peaks[0] else \
-        int(GPU_MEMORY_MARGIN * free // peaks[0])
-    jobs, gain, why = 1, 1.0, "one run alone"
+        int(GPU_MEMORY_MARGIN * free // need)
+    jobs, gain, why = 1, 1.0, f"{max(GPU_PACKING)} runs is the most tried"
     for k in GPU_PACKING:
         if k > fits:
-            why = f"{k} runs would not fit in its free memory ({peaks[0] / 2**20:.0f} MiB each)"
+            why = f"{k} runs would not fit in its free memory ({need / 2**20:.0f} MiB each)"
             break
         together = sum(packed_rates(depth, k, None)) / alone
         if together < gain * GPU_PACKING_STEP:
@@ -295,6 +301,10 @@ def pipeline(overrides, batches=300):
     return batches * 128 / (time.perf_counter() - start)
 
 
+STEPS_PER_CALL = 10
+CALLS = f"trainer, {STEPS_PER_CALL} steps per call"
+
+
 def measure_all(args, overrides) -> list[dict]:
     """Every measurement of the table, depth by depth, printed as it is taken."""
     gpu = bool(machine.gpus())
@@ -312,8 +322,9 @@ def measure_all(args, overrides) -> list[dict]:
             rate, model = bare_step(depth, precision, xla, args.steps, batch_norm=batch_norm)
             flops = rate * training_flops(model) / peak
         else:
+            per_call = [f"train.steps_per_call={STEPS_PER_CALL}"] if what == CALLS else []
             rate = trainer(depth, [*overrides, f"train.precision={precision}",
-                                   f"batch_norm={batch_norm}"], args.steps)
+                                   f"batch_norm={batch_norm}", *per_call], args.steps)
             flops = float("nan")
         rows.append({"depth": depth, "what": what, "precision": precision,
                      "batch_norm": batch_norm, "xla": xla, "images_per_second": rate,
@@ -328,6 +339,7 @@ def measure_all(args, overrides) -> list[dict]:
             for batch_norm in ("fused", "keras")[::1 if round_ % 2 == 0 else -1]:
                 measure(depth, "bare step", batch_norm=batch_norm)
                 measure(depth, "trainer", batch_norm=batch_norm)
+            measure(depth, CALLS)  # train.steps_per_call: the same training, fewer dispatches
             measure(depth, "PyTorch step")  # the reference, where PyTorch is installed
         for precision in precisions[1:]:
             measure(depth, "bare step", precision)

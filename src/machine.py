@@ -45,9 +45,11 @@ def gpu_free_bytes() -> int | None:
     """The free memory of the first GPU, from nvidia-smi (without TensorFlow, which would take
     the memory itself); None where it cannot say."""
     import subprocess
+    first = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
     try:
         out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,"
-                              "nounits", "--id=0"], capture_output=True, text=True, timeout=30)
+                              "nounits", f"--id={first}"], capture_output=True, text=True,
+                             timeout=30)
         return int(out.stdout.split()[0]) * 2**20 if out.returncode == 0 else None
     except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
         return None

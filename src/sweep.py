@@ -155,7 +155,7 @@ def packing(options, pending, seconds: float) -> tuple[int, int | None, float]:
         return 1, None, 1.0
     depth = min(cfg.depth for cfg in pending)
     if machine.gpus():  # several runs share the GPU where that measured faster
-        jobs, gain, why = gpu_packing(depth)
+        jobs, gain, why = gpu_packing(depth, max(cfg.depth for cfg in pending))
         print(f"packing: {jobs} run{'s' if jobs > 1 else ''} at once on the GPU, "
               f"{gain:.2f}x the images/s of one alone (ResNet-{depth}, measured now; next: "
               f"{why})", flush=True)

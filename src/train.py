@@ -199,6 +199,7 @@ class Run:
             state.iteration += 1
             return images, labels
         k = min(k, cfg.log.every - state.iteration % cfg.log.every,
+                self.checkpoint_every - state.iteration % self.checkpoint_every,
                 cfg.train.iterations - state.iteration)
         taken = [next(batches) for _ in range(k)]
         self.train_step(tf.stack([b[1] for b in taken]), tf.stack([b[2] for b in taken]))

@@ -61,15 +61,15 @@ def end_started() -> list[int]:
     while STARTED:
         p = STARTED.pop()
         if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-            p.wait()
             ended.append(p.pid)
-            deadline = time.time() + 10  # its children, orphaned, are reaped by init
-            with contextlib.suppress(ProcessLookupError):
-                while time.time() < deadline:
-                    os.killpg(p.pid, 0)  # ProcessLookupError once the group is gone
-                    time.sleep(0.05)
+        with contextlib.suppress(ProcessLookupError, PermissionError):  # its children too, even
+            os.killpg(p.pid, signal.SIGKILL)  # where it has ended itself
+        p.wait()
+        deadline = time.time() + 10  # its orphaned children are reaped by init
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            while time.time() < deadline:
+                os.killpg(p.pid, 0)  # ProcessLookupError once the group is gone
+                time.sleep(0.05)
     return ended
 
 

@@ -342,3 +342,22 @@ def test_the_lesion_caption_compares_the_units_both_families_can_remove(tmp_path
     rows = {line.split("|")[1].strip(): [float(c) for c in line.split("|")[2:-1]]
             for line in caption.splitlines() if line.startswith(("| plain-20", "| ResNet-20"))}
     assert rows == {"ResNet-20": [1, 10, 2, 0.025, 15], "plain-20": [1, 12, 78, 1, 78]}, caption
+
+
+def test_the_readmes_kernel_growth_is_what_the_shipped_quick_runs_measured():
+    """The README's (and docs/interventions.md's) 4-220x and 1.1-9x: the norm of each kernel of
+    the first third of the convolutions at the first row over its initial norm, every seed of
+    quick plain-56 and ResNet-56, from their gradients.csv."""
+    from tests.helpers import ROOT
+    def growth(shortcut):
+        ratios = []
+        for folder in sorted((ROOT / "results/quick/runs").glob(f"{shortcut}-56-s*")):
+            norms = pd.read_csv(folder / "gradients.csv").pivot(
+                index="iteration", columns="index", values="kernel_norm")
+            ratios += list((norms.loc[50] / norms.loc[0]).iloc[:len(norms.columns) // 3])
+        return min(ratios), max(ratios)
+    plain, resnet = growth("none"), growth("identity")
+    said = f"grow {plain[0]:.0f}-{plain[1]:.0f}x in norm within the\nfirst 50 iterations " \
+        f"(ResNet-56's {resnet[0]:.1f}-{resnet[1]:.0f}x)"
+    assert said in (ROOT / "README.md").read_text(), said
+    assert f"grow {plain[0]:.0f}-{plain[1]:.0f}x" in (ROOT / "docs/interventions.md").read_text()

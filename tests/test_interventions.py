@@ -77,6 +77,10 @@ def test_make_interventions_draws_and_writes_from_the_run_folders(results, capsy
 
 
 def test_no_intervention_runs_is_one_line_and_nothing_written(tmp_path, capsys):
-    assert interventions.main([str(tmp_path)]) == 1
+    """Nothing to draw is not a failure (make figures goes on); bad arguments are."""
+    assert interventions.main([str(tmp_path)]) == 0
     assert "no finished intervention runs" in capsys.readouterr().out
     assert not (tmp_path / "interventions" / "README.md").exists()
+    for bad in (["train", "a", "b"], ["--points=5"], ["train", "--help"]):
+        assert interventions.main(bad) == 2
+        assert capsys.readouterr().err.startswith(f"error: {' '.join(bad)} is not allowed: ")

@@ -188,8 +188,9 @@ def test_the_long_sweep_trains_what_was_shipped_then_every_depth_step_by_step():
                           "identity-56-s1", "identity-56-s2", "none-20-s0", "none-56-s0",
                           "none-20-s1", "none-56-s1", "none-20-s2",
                           "identity-20-s3"]  # what was shipped, in its order
-    steps = [{"none-32-s0", "none-44-s0", "identity-32-s0", "identity-44-s0"},  # Figure 6's depths
-             {"none-56-s2", "identity-56-s3"},  # the third judged 56-layer seeds
+    steps = [{"none-32-s0", "identity-32-s0"},  # started first
+             {"none-56-s2", "identity-56-s3"},  # the third judged 56-layer seeds, with weights
+             {"none-44-s0", "identity-44-s0"},  # Figure 6's depths whole
              {"identity-110-s0"},
              {"identity-20-s4", "identity-56-s4"}]
     rest = names[12:]
@@ -389,7 +390,7 @@ def test_a_signal_before_the_first_run_is_one_line_and_leaves_no_process(tmp_pat
 @pytest.mark.parametrize("rates, free, expected", [
     ({1: [100.0], 2: [90.0, 90.0], 3: [70.0] * 3, 4: [52.0] * 4}, None, (3, 2.1)),  # 4: 2.08x
     ({1: [100.0], 2: [52.0, 52.0]}, None, (1, 1.0)),  # 2 runs add under 10%
-    ({1: [100.0], 2: [90.0, 90.0], 3: [70.0] * 3}, 2.6 * 2**30, (2, 1.8)),  # 1 GiB each: 2 fit
+    ({1: [100.0], 2: [90.0, 90.0], 3: [70.0] * 3}, 3.3 * 2**30, (2, 1.8)),  # 1.5 GiB: 2 fit
 ])
 def test_the_gpu_packing_adds_runs_while_each_adds_a_tenth_and_they_fit(monkeypatch, rates,
                                                                          free, expected):
@@ -467,7 +468,7 @@ def test_a_gpu_machine_packs_runs_on_the_gpu_as_measured_and_takes_float16(simul
     import src.sweep
     from src.config import check_config
     from src.sweep import Sweep, packing
-    monkeypatch.setattr(src.sweep, "gpu_packing", lambda depth: (3, 2.4, "4 runs gave 2.5x"))
+    monkeypatch.setattr(src.sweep, "gpu_packing", lambda depth, deepest: (3, 2.4, "4 gave 2.5x"))
     options = {"launcher": "basic", "jobs": "auto"}
     pending = [compose("budget=smoke", f"depth={d}") for d in (8, 20)]
     assert packing(options, pending, seconds=3600.0) == (3, None, 2.4)
