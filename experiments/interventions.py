@@ -185,8 +185,9 @@ def figure(plan, runs, curves, ratios, judged, out: Path) -> bool:
                 ylabel="lr |dL/dW| / |W|: first third / last third")
     axes[1].xaxis.set_major_formatter(plt.matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     lifts = judged[judged["verdict of"].str.startswith("(i)")]
-    said = "; ".join(f"{r.intervention}: {r.verdict}" for r in lifts.itertuples())
-    title = f"Does holding the early layers' step up let plain-56 train? (i) {said}"
+    said = "; ".join(f"{r.intervention.removeprefix(plan['baseline'] + ', ')} {r.verdict}"
+                     for r in lifts.itertuples())
+    title = f"Holding the early layers' step up: does it lift {plan['baseline']}? (i) {said}"
     fig.suptitle(f"{title}\n{plotting.budget_note(runs)}", fontsize=10)
     fig.tight_layout()
     plotting.footnote(fig, runs)
