@@ -12,7 +12,7 @@ LAUNCHER   ?= basic## basic (this machine, JOBS at once) | joblib | submitit_loc
 RESULTS    ?= results## the root of all run folders, figures and tables
 ARGS       ?=## more run overrides, e.g. ARGS='depth=20,56 data.dir=/data/tfds'
 
-.PHONY: help setup test test-fast test-all reproduce-cifar interventions park figures bench tensorboard
+.PHONY: help setup test test-fast test-all reproduce-cifar interventions interventions-long park figures bench tensorboard
 
 help: ## list the targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,6 +52,11 @@ reproduce-cifar: setup ## the sweep (BUDGET, SEEDS, JOBS, LAUNCHER), then the fi
 
 interventions: setup ## plain-56 with each intervention of conf/interventions.yaml (quick, 3 seeds: ~1 h on 2 cores), judged
 	$(PY) -m experiments.interventions train $(RESULTS); \
+	status=$$?; [ $$status -eq 2 ] || [ $$status -gt 128 ] && exit $$status; \
+	$(PY) -m experiments.interventions $(RESULTS) && exit $$status
+
+interventions-long: setup ## each intervention that lifted plain-56 at quick, at the long budget (1 seed: hours), judged
+	$(PY) -m experiments.interventions train-long $(RESULTS); \
 	status=$$?; [ $$status -eq 2 ] || [ $$status -gt 128 ] && exit $$status; \
 	$(PY) -m experiments.interventions $(RESULTS) && exit $$status
 

@@ -4,6 +4,7 @@ they ran.
 
     python -m experiments.interventions train [RESULTS]   # `make interventions`: the runs, then
     python -m experiments.interventions [RESULTS]         # the verdicts, figure and README
+    python -m experiments.interventions train-long [RESULTS]  # those that lifted plain-56, long
 
 Each intervention's runs are a sweep of their own (src.sweep, so they pack, resume and park like
 every run) in RESULTS/interventions/<name>/<budget>/runs/; the baseline (plain-56) and the
@@ -44,19 +45,35 @@ def load_plan() -> dict:
     return plan
 
 
-def sweep_words(plan: dict, name: str, results: Path) -> list[str]:
-    """The src.sweep command line of one intervention's runs."""
+def sweep_words(plan: dict, name: str, results: Path, follow_up: bool = False) -> list[str]:
+    """The src.sweep command line of one intervention's runs (at the follow-up budget)."""
     net, spec = plan["network"], plan["interventions"][name]
-    return [f"budget={plan['budget']}", f"seeds={plan['seeds']}",
+    where = plan["follow_up"] if follow_up else plan
+    return [f"budget={where['budget']}", f"seeds={where['seeds']}",
             *(f"{key}={value}" for key, value in net.items()),
             f"results_dir={results / FOLDER / name}", *spec["overrides"]]
 
 
-def train(results: Path) -> int:
-    """Every intervention's sweep, one after the other; the first failing one's exit code."""
+def lifted(plan, results: Path) -> list[str]:
+    """The interventions whose verdict (i) is shown at the plan's budget."""
+    runs, _, ratios = gather(results, plan, plan["budget"])
+    judged = judge(plan, runs, ratios) if not runs.empty else pd.DataFrame(columns=[
+        "intervention", "verdict of", "verdict"])
+    shown = set(judged[judged["verdict of"].str.startswith("(i)")
+                       & (judged.verdict == "shown")].intervention)
+    return [name for name, spec in plan["interventions"].items() if spec["label"] in shown]
+
+
+def train(results: Path, follow_up: bool = False) -> int:
+    """Every intervention's sweep (at the follow-up budget: those that lifted plain-56), one after
+    the other; the first failing one's exit code."""
     plan = load_plan()
-    for name in plan["interventions"]:
-        words = sweep_words(plan, name, results)
+    names = lifted(plan, results) if follow_up else list(plan["interventions"])
+    if follow_up and not names:
+        print(f"interventions: none lifted {plan['baseline']} at the {plan['budget']} budget "
+              f"(verdict (i)): nothing to train at {plan['follow_up']['budget']}")
+    for name in names:
+        words = sweep_words(plan, name, results, follow_up)
         print(f"interventions: {name}: python -m src.sweep {' '.join(words)}", flush=True)
         code = subprocess.call([sys.executable, "-m", "src.sweep", *words])
         if code:
@@ -66,10 +83,10 @@ def train(results: Path) -> int:
 
 # --- the runs, read ------------------------------------------------------------------------------
 
-def gather(results: Path, plan: dict):
-    """(runs, curves, step ratios) of the baseline, the reference and every intervention, each
-    run labelled as the figure and tables name it: plain-56, ResNet-56, plain-56, warm-up ..."""
-    budget = plan["budget"]
+def gather(results: Path, plan: dict, budget: str):
+    """(runs, curves, step ratios) of the baseline, the reference and every intervention at
+    `budget`, each run labelled as the figure and tables name it: plain-56, ResNet-56,
+    plain-56, warm-up ..."""
     shipped = load_runs(results / budget)
     sources = [(shipped, [plan["baseline"], plan["reference"]], None)]
     for name, spec in plan["interventions"].items():
@@ -197,19 +214,34 @@ def figure(plan, runs, curves, ratios, judged, out: Path) -> bool:
 
 # --- the README ------------------------------------------------------------------------------------
 
-def readme_lines(plan, runs, judged, results: Path) -> list[str]:
-    per_seed = runs.pivot_table(index="name", columns="seed", values="train_error").round(2)
-    per_seed = per_seed.loc[[n for n in palette(plan) if n in per_seed.index]]
-    per_seed.columns = [f"seed {s}" for s in per_seed.columns]
-    hours = runs[runs.name.isin([s["label"] for s in plan["interventions"].values()])]
+def per_seed_table(plan, runs) -> str:
+    table = runs.pivot_table(index="name", columns="seed", values="train_error")
+    table = table.loc[[n for n in palette(plan) if n in table.index]]
+    table.columns = [f"seed {s}" for s in table.columns]
+    return table.to_markdown(floatfmt=".2f")
+
+
+def compute_lines(plan, runs) -> list[str]:
+    mine = runs[runs.name.isin([s["label"] for s in plan["interventions"].values()])]
+    if mine.empty:
+        return []
+    machines = sorted(set(mine.machines.sum()))
+    return [f"- compute of the interventions: {mine.wall_seconds.sum() / 3600:.2f} h of wall time "
+            f"over {len(mine)} runs" + (f", on {'; '.join(machines)}" if machines else ""),
+            f"- code: commit {', '.join(sorted(set(mine.commits.sum()) - {'unknown'}))}"]
+
+
+def readme_lines(plan, runs, judged, follow_up=None) -> list[str]:
+    """results/interventions/README.md: the interventions, the rule, the verdicts at the plan's
+    budget, and `follow_up` = (runs, judged) at the follow-up budget where any ran."""
     listed = [f"- **{spec['label']}** (`{' '.join(spec['overrides'])}`): {spec['what']}. "
               f"Source: {spec['source']}." for spec in plan["interventions"].values()]
-    machines = sorted(set(hours.machines.sum())) if not hours.empty else []
-    return [
+    later = plan["follow_up"]["budget"]
+    lines = [
         "# Why plain-56 fails, put to a test", "",
         f"Made by `make interventions` (python -m experiments.interventions) from the runs in "
-        f"`{FOLDER}/<name>/{plan['budget']}/runs/` and the shipped {plan['baseline']} and "
-        f"{plan['reference']} of `{plan['budget']}/runs/`; the interventions and the rule are "
+        f"`{FOLDER}/<name>/<budget>/runs/` and the shipped {plan['baseline']} and "
+        f"{plan['reference']} of `<budget>/runs/`; the interventions and the rule are "
         f"`conf/interventions.yaml`, written before the runs; docs/interventions.md says more.", "",
         "![figure_interventions.png](figure_interventions.png)", "",
         f"Budget `{plan['budget']}`: {runs.iterations.max():,} iterations (the paper: 64,000; "
@@ -219,13 +251,22 @@ def readme_lines(plan, runs, judged, results: Path) -> list[str]:
         f"Judged on the {plan['rule']['judged_on']}; **shown** when a difference of means exceeds "
         f"{SHOWN_AT} x the larger seed std of the two sides (the claims' rule).", "",
         *[f"- {line}" for line in plan["rule"]["verdicts"]], "",
-        "## Verdicts", "", judged.to_markdown(index=False, floatfmt=".2f") if not judged.empty
-        else "(no intervention has finished runs yet)", "",
-        "Final training error per seed, %:", "", per_seed.to_markdown(floatfmt=".2f"), "",
-        f"- compute of the interventions: {hours.wall_seconds.sum() / 3600:.2f} h of wall time "
-        f"over {len(hours)} runs" + (f", on {'; '.join(machines)}" if machines else ""),
-        f"- code: commit {', '.join(sorted(set(hours.commits.sum()) - {'unknown'}))}"
-        if not hours.empty else "- code: -", ""]
+        "## Verdicts", "", judged.to_markdown(index=False, floatfmt=".2f"), "",
+        "Final training error per seed, %:", "", per_seed_table(plan, runs), "",
+        *compute_lines(plan, runs), ""]
+    if follow_up is not None:
+        long_runs, long_judged = follow_up
+        lines += [
+            f"## At the `{later}` budget", "",
+            f"The interventions that lifted plain-56 at `{plan['budget']}` (verdict (i)), "
+            f"{plan['follow_up']['seeds']} seed at least, beside the shipped {plan['baseline']} "
+            f"and {plan['reference']} of `{later}/runs/` "
+            f"({long_runs.iterations.max():,} iterations):", "",
+            f"![figure_interventions_{later}.png](figure_interventions_{later}.png)", "",
+            long_judged.to_markdown(index=False, floatfmt=".2f"), "",
+            "Final training error per seed, %:", "", per_seed_table(plan, long_runs), "",
+            *compute_lines(plan, long_runs), ""]
+    return lines
 
 
 def glance_lines(plan, judged) -> list[str]:
@@ -245,24 +286,33 @@ def glance_lines(plan, judged) -> list[str]:
 
 def draw(results: Path) -> int:
     plan = load_plan()
-    runs, curves, ratios = gather(results, plan)
     folder = results / FOLDER
     labels = [s["label"] for s in plan["interventions"].values()]
-    if runs.empty or not runs.name.isin(labels).any():
+    drawn = {}
+    for budget in (plan["budget"], plan["follow_up"]["budget"]):
+        runs, curves, ratios = gather(results, plan, budget)
+        if runs.empty or not runs.name.isin(labels).any():
+            continue
+        sns.set_theme(style="whitegrid", context="notebook")
+        judged = judge(plan, runs, ratios)
+        name = "figure_interventions" + ("" if budget == plan["budget"] else f"_{budget}")
+        figure(plan, runs, curves, ratios, judged, folder / f"{name}.png")
+        drawn[budget] = (runs, judged)
+    if plan["budget"] not in drawn:
         print(f"{folder}: no finished intervention runs (make interventions); nothing written")
         return 0
-    sns.set_theme(style="whitegrid", context="notebook")
-    judged = judge(plan, runs, ratios)
-    figure(plan, runs, curves, ratios, judged, folder / "figure_interventions.png")
-    write_text(folder / "README.md", "\n".join(readme_lines(plan, runs, judged, results)))
+    runs, judged = drawn[plan["budget"]]
+    write_text(folder / "README.md", "\n".join(readme_lines(
+        plan, runs, judged, drawn.get(plan["follow_up"]["budget"]))))
     if folder.resolve() == (ROOT / "results" / FOLDER).resolve():  # the shipped ones
         write_findings(ROOT / "README.md", FOLDER, glance_lines(plan, judged))
-    print(f"{folder}: wrote figure_interventions.png, README.md")
+    written = [f"figure_interventions{'' if b == plan['budget'] else '_' + b}.png" for b in drawn]
+    print(f"{folder}: wrote {', '.join(written)}, README.md")
     return 0
 
 
 def main(argv=sys.argv[1:]):
-    train_them = argv[:1] == ["train"]
+    train_them = argv[:1] in (["train"], ["train-long"])
     folders = argv[1:] if train_them else argv
     if argv[:1] in (["-h"], ["--help"]):
         print(__doc__)
@@ -272,7 +322,7 @@ def main(argv=sys.argv[1:]):
               "(default results)", file=sys.stderr)
         return 2
     results = Path(folders[0]) if folders else Path("results")
-    return train(results) if train_them else draw(results)
+    return train(results, argv[0] == "train-long") if train_them else draw(results)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ def results(tmp_path):
 
 def test_the_verdicts_follow_the_rule_written_before_the_runs(results):
     plan = interventions.load_plan()
-    runs, curves, ratios = interventions.gather(results, plan)
+    runs, curves, ratios = interventions.gather(results, plan, "quick")
     judged = interventions.judge(plan, runs, ratios).set_index(["intervention", "verdict of"])
     held, warmup = (plan["interventions"][k]["label"] for k in ("held_kernel_norms", "warmup"))
     # (i): 75.70 - 52.00 = 23.7 > 2 x 2.0 (held); 75.70 - 75.17 < 2 x 1.26 (warm-up)
@@ -74,6 +74,26 @@ def test_make_interventions_draws_and_writes_from_the_run_folders(results, capsy
     per_seed = next(line for line in readme.split("per seed")[1].splitlines()
                     if line.startswith("| plain-56, kernel norms held"))
     assert [c.strip() for c in per_seed.split("|")[2:5]] == ["50.00", "52.00", "54.00"]
+
+
+def test_the_long_follow_up_trains_only_what_lifted_plain_56_and_is_drawn_beside_it(
+        results, monkeypatch, capsys):
+    """Verdict (i): held kernel norms lifted plain-56 at quick, the warm-up did not; only the
+    first is trained at long (its sweep's words), and its long runs get their own section."""
+    plan = interventions.load_plan()
+    assert interventions.lifted(plan, results) == ["held_kernel_norms"]
+    calls = []
+    monkeypatch.setattr(interventions.subprocess, "call", lambda words: calls.append(words) or 0)
+    assert interventions.main(["train-long", str(results)]) == 0
+    assert len(calls) == 1 and "budget=long" in calls[0] and "seeds=1" in calls[0]
+    assert "train.kernel_norm=held" in calls[0]
+    for shortcut in ("none", "identity"):
+        fake_run(results / "long", shortcut, 56, 1, 30.0 if shortcut == "none" else 5.0, 30.0)
+    fake_run(results / "interventions/held_kernel_norms/long", "none", 56, 0, 25.0, 26.0)
+    assert interventions.main([str(results)]) == 0
+    assert (results / "interventions/figure_interventions_long.png").exists()
+    section = (results / "interventions/README.md").read_text().split("## At the `long` budget")[1]
+    assert "not decided: a side with one seed" in section and "25.00" in section
 
 
 def test_no_intervention_runs_is_one_line_and_nothing_written(tmp_path, capsys):
