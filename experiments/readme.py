@@ -203,8 +203,8 @@ def write_budget(finished: Runs, made: list[str]) -> None:
          f"- recipe: {len(recipes)} different ones (hashes {', '.join(recipes)}; the runs list "
          "which)"),
         f"- code: commit {', '.join(sorted(commits - {'unknown'}))}"
-        + ("; earlier segments of resumed runs: not recorded (trained before runs kept one per "
-           "segment)" if "unknown" in commits else ""),
+        + ("; earlier segments of resumed runs (the part trained before a resume): not recorded "
+           "(trained before runs kept one per segment)" if "unknown" in commits else ""),
         "- still to run: " + (", ".join(left) if left else "nothing: every planned run is in"),
         *([f"- left out: {finished.left_out}"] if finished.left_out else []), "",
         "## Claims", "",
