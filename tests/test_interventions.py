@@ -104,3 +104,22 @@ def test_no_intervention_runs_is_one_line_and_nothing_written(tmp_path, capsys):
     for bad in (["train", "a", "b"], ["--points=5"], ["train", "--help"]):
         assert interventions.main(bad) == 2
         assert capsys.readouterr().err.startswith(f"error: {' '.join(bad)} is not allowed: ")
+
+
+def test_the_readme_concludes_only_what_every_interventions_verdicts_decide():
+    plan = interventions.load_plan()
+    def judged(against_held):
+        rows = []
+        for label, against in ((plan["interventions"]["held_kernel_norms"]["label"], against_held),
+                               (plan["interventions"]["warmup"]["label"],
+                                "shown worse than ResNet-56")):
+            for claim, verdict in (("(i) lifts plain-56", "shown"),
+                                   ("(ii) against ResNet-56", against),
+                                   ("(iii) holds the early step up", "shown")):
+                rows.append({"intervention": label, "verdict of": claim, "higher": "75.7",
+                             "lower": "70.0", "verdict": verdict})
+        return pd.DataFrame(rows)
+    both = interventions.glance_lines(plan, judged("shown worse than ResNet-56"))
+    assert both[-1].startswith("Every intervention held the early layers' effective step up")
+    one = interventions.glance_lines(plan, judged("not shown worse than ResNet-56"))
+    assert len(one) == 2 and not any(line.startswith("Every") for line in one)
