@@ -200,7 +200,8 @@ class Run:
             return images, labels
         k = min(k, cfg.log.every - state.iteration % cfg.log.every,
                 self.checkpoint_every - state.iteration % self.checkpoint_every,
-                cfg.train.iterations - state.iteration)
+                cfg.train.iterations - state.iteration,
+                *([self.pause_at - state.iteration] if self.pause_at > state.iteration else []))
         taken = [next(batches) for _ in range(k)]
         self.train_step(tf.stack([b[1] for b in taken]), tf.stack([b[2] for b in taken]))
         state.iteration += k
