@@ -50,7 +50,7 @@ reproduce-cifar: setup ## the sweep (BUDGET, SEEDS, JOBS, LAUNCHER), then the fi
 	status=$$?; [ $$status -eq 2 ] || [ $$status -gt 128 ] && exit $$status; \
 	$(PY) -m experiments.figures $(RESULTS)/$(BUDGET) && exit $$status
 
-interventions: setup ## plain-56 with each intervention of conf/interventions.yaml (quick, 3 seeds: ~1 h on 2 cores), judged
+interventions: setup ## plain-56 with each intervention of conf/interventions.yaml (quick, 3 seeds: 1-1.5 h on 2 cores), judged
 	$(PY) -m experiments.interventions train $(RESULTS); \
 	status=$$?; [ $$status -eq 2 ] || [ $$status -gt 128 ] && exit $$status; \
 	$(PY) -m experiments.interventions $(RESULTS) && exit $$status
