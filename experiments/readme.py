@@ -150,7 +150,10 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         "over the last third, for each seed, then the geometric mean of the seeds' ratios, with "
         "the lowest and highest seed's and the number of seeds in brackets. A norm of the first "
         "third's 32x32 maps covers 4x the values of the last third's 8x8 ones: an equal signal "
-        "per value gives a gradient ratio of 2, not 1. Three quantities "
+        "per value gives a gradient ratio of 2, not 1. Yang et al. (2019, a mean-field theory of "
+        "batch norm) predict the explosion at initialisation in deep BN nets without shortcuts, "
+        "and observe that a single step of optimisation brings the gradients to a far smaller "
+        "dynamic range: the initialisation column against the first row. Three quantities "
         "(docs/runs.md says what each is invariant to): the gradient at each convolution's output, "
         "before BN, which BN rescales (a kernel multiplied by c gives the same function and 1/c "
         "of it, so a small value can mean a large kernel, not a weak signal):", "",

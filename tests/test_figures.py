@@ -71,7 +71,8 @@ def test_figures_table_and_claims_from_runs_with_seeds_and_missing_runs(tmp_path
         37 - RESNET_TEST_ERROR[20], 2)
     readme = (budget / "README.md").read_text()
     assert "budget `quick`" in readme and "Test CPU" in readme
-    assert "- code: commit abc123, d4e5f6; earlier segments of resumed runs: not recorded" in readme
+    assert ("- code: commit abc123, d4e5f6; earlier segments of resumed runs (the part trained "
+            "before a resume): not recorded") in readme
     assert re.search(r"^\| plain-32 .*\| unknown abc123 +\|$", readme, re.M)  # 2 segments
     assert "divided by 10 at 50%, 75% of them" in readme
     assert "plain-20 n=3" in readme and "plain-32 n=1" in readme
