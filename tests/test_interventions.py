@@ -1,5 +1,7 @@
 """The interventions on plain-56 (conf/interventions.yaml): runnable as planned, judged by the
 claims' rule, drawn and written from run folders alone."""
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,3 +131,26 @@ def test_the_readme_concludes_only_what_every_interventions_verdicts_decide():
                              "explains part of the degradation, not all of it.")
     one = interventions.glance_lines(plan, judged("not shown worse than ResNet-56"))
     assert len(one) == 2  # one held the step up and was not shown worse: no conclusion
+
+
+def test_every_shipped_intervention_run_is_finished_for_the_command_that_trains_it():
+    """make interventions on a fresh clone trains nothing that is shipped: each committed run's
+    folder and config are what its intervention's sweep asks (src.sweep.status)."""
+    import subprocess
+    from src.sweep import status
+    from tests.helpers import ROOT
+    plan = interventions.load_plan()
+    listed = subprocess.run(["git", "ls-files", "--", "results/interventions/*/summary.json"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    changed = subprocess.run(["git", "diff", "--name-only", "--", "results/interventions"],
+                             cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    shipped = [ROOT / path for path in listed if path not in changed]
+    for summary in shipped:
+        name, budget = summary.parts[-5], summary.parts[-4]
+        words = [w for w in interventions.sweep_words(plan, name, ROOT / "results",
+                                                      budget != plan["budget"])
+                 if not w.startswith("seeds=")]
+        cfg = compose(*words, f"seed={summary.parent.name.rsplit('-s', 1)[1]}")
+        assert Path(cfg.run_dir) == summary.parent
+        assert status(cfg.run_dir, cfg)[0] in ("finished", "parked"), summary
+    assert len(shipped) >= 6 or not (ROOT / "results/interventions").exists()
