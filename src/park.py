@@ -156,9 +156,13 @@ def park(results: Path) -> str | None:
         tree = git("write-tree", cwd=top, env=index).strip()
         if has_head and tree == git("rev-parse", "HEAD^{tree}", cwd=top).strip():
             return None  # parked already, as it is now (a stopped run parked twice)
+        def named(folder: Path) -> str:  # none-32-s0; interventions/<name>/long/none-56-s0
+            deeper = folder.parent.parent.parent != results.relative_to(top)
+            return "/".join([*folder.parent.parent.relative_to(results.relative_to(top)).parts,
+                             folder.name]) if deeper else folder.name
         message = "park: " + ", ".join(
-            [f"{run.folder.name} at {run.iteration:,} of {run.iterations:,}" for run in to_park]
-            + [f"{folder.name} finished" for folder in finished])
+            [f"{named(run.folder)} at {run.iteration:,} of {run.iterations:,}" for run in to_park]
+            + [f"{named(folder)} finished" for folder in finished])
         parent = ["-p", "HEAD"] if has_head else []
         commit = git("commit-tree", tree, *parent, "-m", message, cwd=top).strip()
         git("update-ref", "-m", "park", "HEAD", commit, cwd=top)
