@@ -176,7 +176,8 @@ def figure_lesion(finished: Runs, out: Path) -> bool:
            title="BN statistics as trained; removing a ResNet unit keeps its shortcut, a plain "
                  "one is replaced by the identity")
     plotting.integer_ticks(ax.xaxis)
-    ax.legend(fontsize=7, handlelength=4)
+    ax.set_ylim(top=max(ax.get_ylim()[1], plotting.CHANCE) + 25)  # room above for the legend
+    ax.legend(fontsize=7, handlelength=4, loc="upper center", ncols=2)
     return plotting.finish(fig, "Removing one unit at a time (Veit et al. 2016): test error by "
                            "the unit removed", finished.runs, out)
 
