@@ -181,21 +181,15 @@ def figure(plan, runs, curves, ratios, judged, out: Path) -> bool:
     colours = palette(plan)
     names = [n for n in colours if (runs.name == n).any()]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
-    for name in names:
-        n = runs[runs.name == name].seed.nunique()
-        label = f"{name} ({n} seed{'s' if n > 1 else ''})"
-        for ax, frame, y in [(axes[0], curves, "train_error"), (axes[1], ratios, "first_over_last")]:
-            lines = frame[frame.name == name]
-            for _, seed in lines.groupby("seed"):
-                seed = seed.sort_values("iteration")
-                ax.plot(seed.iteration, seed[y], color=colours[name], linewidth=0.6, alpha=0.45)
-            if y == "first_over_last":  # a ratio: the geometric mean over seeds
-                mean = np.exp(np.log(lines[y]).groupby(lines.iteration).mean())
-            else:
-                mean = lines.groupby("iteration")[y].mean()
-            ax.plot(mean.index, mean.values, color=colours[name], linewidth=2, label=label)
+    for ax, frame, y in [(axes[0], curves, "train_error"), (axes[1], ratios, "first_over_last")]:
+        plotting.lines(ax, frame.assign(label=frame.name), y, colours, names,
+                       geometric=y == "first_over_last", linewidth=2)  # a ratio: geometric
+    seeds = runs.groupby("name").seed.nunique()
     plotting.error_axes(axes[0], "training error (running, per logged interval)", 100)
-    axes[0].legend(fontsize=8, loc="lower left")
+    axes[0].legend(handles=[plt.Line2D([], [], color=colours[name], linewidth=2,
+                                       label=f"{name} ({seeds[name]} seed"
+                                             f"{'s' if seeds[name] > 1 else ''})")
+                            for name in names], fontsize=8, loc="lower left")
     axes[1].axhline(1, color="grey", linewidth=0.8, linestyle=":")
     axes[1].set(yscale="log", xlabel="iterations", title="effective step, first third of the "
                 "convolutions over the last third",
@@ -204,12 +198,8 @@ def figure(plan, runs, curves, ratios, judged, out: Path) -> bool:
     lifts = judged[judged["verdict of"].str.startswith("(i)")]
     said = "; ".join(f"{r.intervention.removeprefix(plan['baseline'] + ', ')}: {r.verdict}"
                      for r in lifts.itertuples())
-    title = f"Holding the early layers' step up: does it lift {plan['baseline']}? (i) {said}"
-    fig.suptitle(f"{title}\n{plotting.budget_note(runs)}", fontsize=10)
-    fig.tight_layout()
-    plotting.footnote(fig, runs)
-    plotting.save(fig, out)
-    return True
+    return plotting.finish(fig, f"Holding the early layers' step up: does it lift "
+                           f"{plan['baseline']}? (i) {said}", runs, out)
 
 
 # --- the README ------------------------------------------------------------------------------------

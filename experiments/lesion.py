@@ -138,7 +138,8 @@ def rises(table) -> pd.DataFrame:
 
 def figure_lesion(finished: Runs, out: Path) -> bool:
     """Test error against the unit removed, plain against ResNet, the whole network's as a
-    dotted line of the same colour, the downsampling units shaded; seeds averaged, each thin."""
+    dotted line of the same colour, each net's downsampling units dashed in its colour; seeds
+    averaged, each thin."""
     import matplotlib.pyplot as plt
     table = plotting.analysed(finished, read_lesion, CSV, "figure_lesion", "experiments.lesion")
     if table.empty:

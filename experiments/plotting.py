@@ -22,8 +22,9 @@ def network_order(frame) -> list[str]:
     return frame.sort_values(["net", "depth"]).label.drop_duplicates().tolist()
 
 
-def lines(ax, data, y, palette, order, x="iteration", **style):
-    """Each seed a thin line, the mean over seeds a bold one, one colour per network."""
+def lines(ax, data, y, palette, order, x="iteration", geometric=False, **style):
+    """Each seed a thin line, the mean over seeds a bold one (geometric: of a ratio), one colour
+    per network."""
     for label in order:
         net = data[data.label == label]
         if net.empty:
@@ -33,7 +34,8 @@ def lines(ax, data, y, palette, order, x="iteration", **style):
                 seed = seed.sort_values(x)  # e.g. Figure 7's layers sorted by magnitude
                 ax.plot(seed[x], seed[y], color=palette[label], linewidth=0.6, alpha=0.45,
                         linestyle=style.get("linestyle", "-"))
-        mean = net.groupby(x)[y].mean()
+        mean = np.exp(np.log(net[y]).groupby(net[x]).mean()) if geometric else \
+            net.groupby(x)[y].mean()
         ax.plot(mean.index, mean.values, color=palette[label], **style)
 
 
@@ -144,19 +146,14 @@ def palette(frame, key="label") -> dict:
     return {k: colour(net, depth) for k, net, depth in zip(frame[key], frame.net, frame.depth)}
 
 
-def footnote(fig, runs) -> None:
-    """The footnote of provenance (the budget README has the rest)."""
-    hardware = ", ".join(sorted(set(runs.cpu))) + "; " + (", ".join(sorted(set(runs.gpus) - {""}))
-                                                         or "no GPU")
-    fig.text(0.995, 0.003, f"trained on {hardware}", ha="right", va="bottom", fontsize=6,
-             color="grey")
-
-
 def finish(fig, title: str, runs, out: Path) -> bool:
     """The one-line title, the budget under it, the footnote; then written (save)."""
     fig.suptitle(f"{title}\n{budget_note(runs)}", fontsize=10)
     fig.tight_layout()
-    footnote(fig, runs)
+    hardware = ", ".join(sorted(set(runs.cpu))) + "; " + (", ".join(sorted(set(runs.gpus) - {""}))
+                                                         or "no GPU")
+    fig.text(0.995, 0.003, f"trained on {hardware}", ha="right", va="bottom", fontsize=6,
+             color="grey")  # the footnote of provenance; the budget README has the rest
     save(fig, out)
     return True
 

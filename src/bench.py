@@ -185,8 +185,6 @@ def packing_gain(depth: int, jobs: int) -> float:
 GPU_PACKING = (2, 3, 4)  # runs per GPU tried, in order
 GPU_PACKING_STEP = 1.1  # each more run on the GPU must add 10% to the images/s of them all
 GPU_MEMORY_MARGIN = 0.8  # of the free memory, for the runs' measured peaks
-
-
 GPU_CONTEXT_BYTES = 2**29  # a process's CUDA context, which TensorFlow's peak leaves out
 
 

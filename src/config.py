@@ -152,6 +152,11 @@ def duration(seconds: float) -> str:
     return (f"{days}d " if days else "") + time.strftime("%H:%M:%S", time.gmtime(rest))
 
 
+def whole(value) -> bool:
+    """A whole number, as a key typed Any (auto or a number) may hold one: not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _fail(key: str, value, allowed: str):
     raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
 
@@ -206,8 +211,7 @@ def check_ranges(cfg: DictConfig) -> None:
         if not 0 < value <= LARGEST:
             _fail(key, value, f"a whole number from 1 to {LARGEST}")
     every = cfg.checkpoint.every
-    if every != "auto" and (isinstance(every, bool) or not isinstance(every, int)
-                            or not 0 < every <= LARGEST):
+    if every != "auto" and not (whole(every) and 0 < every <= LARGEST):
         _fail("checkpoint.every", every, f"auto or a whole number from 1 to {LARGEST}")
     if not str(cfg.results_dir).strip():
         _fail("results_dir", cfg.results_dir, "name a folder (the default is results)")
@@ -229,8 +233,7 @@ def check_ranges(cfg: DictConfig) -> None:
     if t.warmup not in ("auto", True, False):
         _fail("train.warmup", t.warmup, "auto, true or false")
     fixed = t.warmup_iterations
-    if fixed != "auto" and (isinstance(fixed, bool) or not isinstance(fixed, int)
-                            or not 0 < fixed < t.iterations):
+    if fixed != "auto" and not (whole(fixed) and 0 < fixed < t.iterations):
         _fail("train.warmup_iterations", fixed, f"auto or a whole number of iterations from 1 to "
               f"train.iterations - 1 = {t.iterations - 1}")
     if fixed != "auto" and not warmup_enabled(cfg):

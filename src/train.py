@@ -137,8 +137,8 @@ class Run:
         self.interval.restore(saved or {})
         self.rows = read_rows(run_dir / "metrics.csv", self.state.iteration)
         self.first_row = len(self.rows)
-        self.gradients = GradientsFile(run_dir / "gradients.csv",
-                                       read_gradients(run_dir / "gradients.csv", self.state.iteration))
+        gradients = run_dir / "gradients.csv"
+        self.gradients = GradientsFile(gradients, read_gradients(gradients, self.state.iteration))
         self.board = TensorBoard(run_dir, self.rows)
         self.live = sys.stdout.isatty()
         self.pause_at = int(os.environ.get(PAUSE_AT, -1))
@@ -190,7 +190,8 @@ class Run:
 
     def take_steps(self, batches) -> tuple:
         """One call of the compiled step: one batch, or with train.steps_per_call = k up to k
-        stacked (never past a logged row or the end); the last batch's images and labels."""
+        stacked (never past a logged row, a checkpoint, a pause point or the end); the last
+        batch's images and labels."""
         cfg, state = self.cfg, self.state
         k = cfg.train.steps_per_call
         if k == 1:
