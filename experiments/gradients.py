@@ -127,9 +127,9 @@ def recompute(run_dir: Path) -> float:
     from src.models import gradient_norms
     with final_network(run_dir) as (cfg, model, data):
         iteration = cfg.train.iterations
-        _, images, labels = next(iter(cifar.train_batches(data, cfg.train.batch_size, cfg.seed,
-                                                          iteration - 1)))  # the last step's batch
-        fresh = gradient_norms(model)(images, labels, iteration)
+        _, draw, labels = next(iter(cifar.train_batches(data, cfg.train.batch_size, cfg.seed,
+                                                        iteration - 1)))  # the last step's batch
+        fresh = gradient_norms(model)(cifar.augment(draw, data.mean), labels, iteration)
         path = run_dir / "gradients.csv"
         rows = read_gradients(path, sys.maxsize)
         old = [r for r in rows if r["iteration"] == iteration]
@@ -155,8 +155,8 @@ def initial_network(cfg):
     with precision(cfg):
         data = run_data(cfg)
         model = build_model(cfg)
-    _, images, labels = next(iter(cifar.train_batches(data, cfg.train.batch_size, cfg.seed)))
-    return data, model, images, labels
+    _, draw, labels = next(iter(cifar.train_batches(data, cfg.train.batch_size, cfg.seed)))
+    return data, model, cifar.augment(draw, data.mean), labels
 
 
 def initial_rows(cfg) -> list[dict]:

@@ -65,19 +65,20 @@ def at_a_glance(runs, judged) -> list[str]:
             "error: the 10,000 test images); the paper's values after 64,000" + (
                 f"; every finished seed, the scouting runs that chose this budget's length "
                 f"({named}) included, which the claims leave out" if named else "") + ":", "",
-            glance(runs).to_markdown(index=False), "", *claims_said(runs, judged)]
+            glance(runs).to_markdown(index=False), *claims_said(runs, judged)]
 
 
 def claims_said(runs, judged) -> list[str]:
-    """The claims' verdicts for the project README; for a budget this early in training, where
-    they are (its nets are far from trained: the README does not read verdicts off them)."""
+    """The claims' verdicts for the project README; none for a budget this early in training
+    (its nets are far from trained: the README does not read verdicts off them; its own README
+    has them)."""
     from experiments.plotting import EARLY_EPOCHS, epochs
     budget = runs.budget.iloc[0]
-    where = f"[results/{budget}](results/{budget}/README.md)"
     if epochs(runs) < EARLY_EPOCHS:
-        return [f"{epochs(runs):.1f} epochs: the claims as the rule judges them are in {where}."]
-    return ["The claims, judged by the rule fixed before the runs "
-            f"({where} has each comparison):", "", *claim_lines(judged, budget, note=False)]
+        return []
+    return ["", "The claims, judged by the rule fixed before the runs "
+            f"([results/{budget}](results/{budget}/README.md) has each comparison):", "",
+            *claim_lines(judged, budget, note=False)]
 
 
 def analyses(finished: Runs) -> list[str]:

@@ -85,15 +85,19 @@ def bare_training(depth, cfg=None, batch_norm="fused", jit=False, batch_size=128
     model = resnet(cfg.depth, cfg.shortcut, block=cfg.block, batch_norm=batch_norm)
     optimizer, schedule = make_optimizer(cfg)
     interval = Interval()
-    step = make_train_step(model, optimizer, schedule, interval, jit_compile=jit)
-    images = tf.random.normal((batch_size, 32, 32, 3))
+    mean = tf.fill((32, 32, 3), 0.47)  # about CIFAR-10's
+    step = make_train_step(model, optimizer, schedule, interval, mean, jit_compile=jit)
+    pixels = tf.random.uniform((batch_size, 32, 32, 3), 0, 256, tf.int32)
+    draw = cifar.Draw(tf.cast(pixels, tf.uint8),
+                      tf.random.uniform((batch_size, 2), 0, 2 * cifar.PAD + 1, tf.int32),
+                      tf.random.uniform((batch_size,)) < 0.5)
     labels = tf.random.uniform((batch_size,), 0, 10, tf.int32)
 
     def run_step(wait=True):
-        step(images, labels)
+        step(draw, labels)
         if wait:
             interval.read()  # a device-to-host copy: the host waits for the device
-    return run_step, model, (images, labels)
+    return run_step, model, (cifar.augment(draw, mean), labels)
 
 
 def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, cfg=None,

@@ -11,6 +11,7 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 import numpy as np
@@ -18,6 +19,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 PAD = 4  # pixels of zero padding before the random 32x32 crop (paper section 4.2)
+# k / 255 for each pixel value k, correctly rounded, as a table: in a compiled step TensorFlow's
+# constant folding would turn x / 255 into x * (1 / 255), one bit off for some pixels.
+PIXEL_SCALE = np.arange(256, dtype=np.float32) / np.float32(255)
 TRAIN_SIZE, TEST_SIZE = 50_000, 10_000
 VALIDATION_SIZE = 5_000  # the paper's 45k/5k split of train, for choosing hyper-parameters
 # Seconds to reach the download host before a first run without the data gives up (tfds itself
@@ -103,12 +107,34 @@ def load(data_dir=None, download=True, train_examples=None, test_examples=None,
                    test_labels, mean)
 
 
+class Draw(NamedTuple):
+    """A training batch before its augmentation: the images as stored, and the crop and flip
+    drawn for each. It crosses to the training device as uint8 (a quarter of float32's bytes),
+    and `augment` makes the network's input of it there."""
+    images: tf.Tensor  # uint8, batch x 32 x 32 x 3
+    offsets: tf.Tensor  # int32, batch x 2: the crop's top-left corner in the padded image
+    flips: tf.Tensor  # bool, batch: mirrored left to right
+
+
+def augment(draw: Draw, mean) -> tf.Tensor:
+    """The paper's input of a draw (section 4.2): /255 minus the per-pixel mean, padded 4 with
+    zeros, cropped to 32x32 at the drawn corner, flipped where drawn; vectorised, on the device
+    it runs on."""
+    x = tf.gather(PIXEL_SCALE, tf.cast(draw.images, tf.int32)) - mean
+    x = tf.pad(x, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]])
+    rows = draw.offsets[:, :1] + tf.range(32)
+    cols = draw.offsets[:, 1:] + tf.range(32)
+    x = tf.gather(x, rows, axis=1, batch_dims=1)
+    x = tf.gather(x, cols, axis=2, batch_dims=1)
+    return tf.where(draw.flips[:, None, None, None], tf.reverse(x, axis=[2]), x)
+
+
 def train_batches(data: Cifar10, batch_size: int, seed: int, start_iteration: int = 0):
-    """An endless stream of (iteration, images, labels) from `start_iteration` on."""
+    """An endless stream of (iteration, draw, labels) from `start_iteration` on; `augment` makes
+    a draw the network's input."""
     n = len(data.train_labels)
     with tf.device("/CPU:0"):  # the pipeline's: on a GPU, eager constants would go to the GPU
         images, labels = tf.constant(data.train_images), tf.constant(data.train_labels)
-        mean = tf.constant(data.mean)  # and each batch be copied back to the host
 
     def epoch_order(epoch):
         order = tf.random.experimental.stateless_shuffle(
@@ -119,23 +145,16 @@ def train_batches(data: Cifar10, batch_size: int, seed: int, start_iteration: in
     order = (tf.data.Dataset.range(first // n, sys.maxsize).flat_map(epoch_order)
              .skip(first % n).batch(batch_size, drop_remainder=True))
 
-    def augment(iteration, index):
-        """Pad 4, random 32x32 crop, random horizontal flip; one draw per image, vectorised."""
+    def draw(iteration, index):
+        """One crop corner and one flip per image, from seeds derived from (seed, iteration)."""
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
             tf.stack([tf.cast(seed, tf.int64), iteration]), num=2))
-        x = tf.cast(tf.gather(images, index), tf.float32) / 255 - mean
-        x = tf.pad(x, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]])
-        offset = tf.random.stateless_uniform((batch_size, 2), crop_seed, 0, 2 * PAD + 1, tf.int32)
-        rows = offset[:, :1] + tf.range(32)
-        cols = offset[:, 1:] + tf.range(32)
-        x = tf.gather(x, rows, axis=1, batch_dims=1)
-        x = tf.gather(x, cols, axis=2, batch_dims=1)
-        flip = tf.random.stateless_uniform((batch_size, 1, 1, 1), flip_seed) < 0.5
-        x = tf.where(flip, tf.reverse(x, axis=[2]), x)
-        return iteration, x, tf.gather(labels, index)
+        offsets = tf.random.stateless_uniform((batch_size, 2), crop_seed, 0, 2 * PAD + 1, tf.int32)
+        flips = tf.random.stateless_uniform((batch_size,), flip_seed) < 0.5
+        return iteration, Draw(tf.gather(images, index), offsets, flips), tf.gather(labels, index)
 
     stream = tf.data.Dataset.zip(tf.data.Dataset.range(start_iteration, sys.maxsize), order)
-    return stream.map(augment, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return stream.map(draw, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def test_batches(data: Cifar10, batch_size: int = 500):

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 from omegaconf import DictConfig
 
+from src.data import Draw, augment
 from src.models import normalised_kernels, resnet
 from src.networks import PREACT_PAPER, UNITS
 
@@ -137,11 +138,13 @@ class Interval:
             v.assign(0.0)
 
 
-def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interval,
+def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interval, mean,
                     warmup_until_error=0.0, warmup_iterations=0, jit_compile=False, held=(),
                     steps_per_call=1):
     """One SGD step on a batch, compiled, that returns nothing: it adds the batch's loss, wrong
     predictions and size to `interval`, so the loop never waits for the device between steps.
+    It takes the batch as src.data draws it (uint8 images, crops, flips) and augments it on the
+    device, with the training set's per-pixel `mean` (a tensor there).
 
     optimizer.iterations is the one step counter (the schedule reads it): every batch counts, also
     one whose float16 gradients overflowed and that Keras' loss-scale optimizer skipped without
@@ -150,18 +153,18 @@ def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interva
     `warmup_until_error` percent, or, given `warmup_iterations`, after that many steps. Each
     (kernel, norm) of `held` is scaled back to that norm after the step (held_kernels).
 
-    With steps_per_call > 1 the function takes a stack of batches (k x batch x ...) and takes a
+    With steps_per_call > 1 the function takes a stack of draws (k x batch x ...) and takes a
     step on each in turn in one call (a loop in the graph, as Keras' steps_per_execution): one
     Python dispatch per k steps, where a fast device waits on the host."""
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     optimizer.build(model.trainable_variables)
     sums = interval.sums
 
-    def train_step(images, labels):
+    def train_step(draw: Draw, labels):
         step = tf.identity(optimizer.iterations)
         sums["lr"].assign(tf.cast(optimizer.learning_rate, tf.float32))
         with tf.GradientTape() as tape:
-            logits = model(images, training=True)
+            logits = model(augment(draw, mean), training=True)
             loss = cross_entropy(labels, logits)
             scaled = optimizer.scale_loss(loss + tf.add_n(model.losses))
         optimizer.apply_gradients(zip(tape.gradient(scaled, model.trainable_variables),
@@ -188,9 +191,9 @@ def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interva
         return tf.function(train_step, jit_compile=jit_compile)
 
     @tf.function(jit_compile=jit_compile, reduce_retracing=True)
-    def train_steps(images, labels):
+    def train_steps(draws: Draw, labels):
         for i in tf.range(tf.shape(labels)[0]):
-            train_step(images[i], labels[i])
+            train_step(Draw(*(t[i] for t in draws)), labels[i])
 
     return train_steps
 

@@ -115,8 +115,9 @@ class Run:
         self.model = build_model(cfg)
         self.optimizer, self.schedule = make_optimizer(cfg)
         self.interval = Interval()
+        self.mean = tf.constant(self.data.mean)  # on the training device, as augment needs it
         self.train_step = make_train_step(self.model, self.optimizer, self.schedule,
-                                          self.interval, t.warmup_until_error,
+                                          self.interval, self.mean, t.warmup_until_error,
                                           warmup_iterations(cfg), t.jit_compile,
                                           held_kernels(self.model, cfg),  # before any resume
                                           t.steps_per_call)
@@ -154,13 +155,13 @@ class Run:
                                                state.iteration))
             if state.iteration == 0:  # the backward signal of the initialisation, first batch
                 first = next(batches)
-                self.gradients = GradientsFile(self.run_dir / "gradients.csv",
-                                               self.backward_signal(first[1], first[2], 0))
+                self.gradients = GradientsFile(self.run_dir / "gradients.csv", self.backward_signal(
+                    cifar.augment(first[1], self.mean), first[2], 0))
                 batches = itertools.chain([first], batches)
             tick = time.perf_counter()
             while state.iteration < cfg.train.iterations:
                 before = state.iteration
-                images, labels = self.take_steps(batches)
+                draw, labels = self.take_steps(batches)
                 tick = state.clock(tick)
                 if before < self.pause_at <= state.iteration:
                     pause(stop)
@@ -168,7 +169,7 @@ class Run:
                 if self.live and state.iteration // 10 > before // 10:  # on a terminal only
                     self.live_line()
                 if state.iteration % cfg.log.every == 0:
-                    self.log_row(images, labels)
+                    self.log_row(draw, labels)
                     tick = time.perf_counter()
                 if state.iteration % self.checkpoint_every == 0 or stop.received:
                     self.save_checkpoint()
@@ -191,20 +192,21 @@ class Run:
     def take_steps(self, batches) -> tuple:
         """One call of the compiled step: one batch, or with train.steps_per_call = k up to k
         stacked (never past a logged row, a checkpoint, a pause point or the end); the last
-        batch's images and labels."""
+        batch's draw and labels."""
         cfg, state = self.cfg, self.state
         k = cfg.train.steps_per_call
         if k == 1:
-            _, images, labels = next(batches)
-            self.train_step(images, labels)
+            _, draw, labels = next(batches)
+            self.train_step(draw, labels)
             state.iteration += 1
-            return images, labels
+            return draw, labels
         k = min(k, cfg.log.every - state.iteration % cfg.log.every,
                 self.checkpoint_every - state.iteration % self.checkpoint_every,
                 cfg.train.iterations - state.iteration,
                 *([self.pause_at - state.iteration] if self.pause_at > state.iteration else []))
         taken = [next(batches) for _ in range(k)]
-        self.train_step(tf.stack([b[1] for b in taken]), tf.stack([b[2] for b in taken]))
+        self.train_step(cifar.Draw(*map(tf.stack, zip(*(b[1] for b in taken)))),
+                        tf.stack([b[2] for b in taken]))
         state.iteration += k
         return taken[-1][1], taken[-1][2]
 
@@ -243,7 +245,7 @@ class Run:
               f"train {100 * sums['wrong'] / sums['seen']:5.2f}% (running) | "
               f"{sums['seen'] / state.interval_seconds:.0f} img/s ", end="", flush=True)
 
-    def log_row(self, images, labels) -> None:
+    def log_row(self, draw: cifar.Draw, labels) -> None:
         """A row of metrics.csv (and TensorBoard), with the test set every log.test_every
         iterations and the backward signal on the row's last batch, in gradients.csv.
 
@@ -252,7 +254,7 @@ class Run:
         cfg, state = self.cfg, self.state
         sums = self.read_interval()
         start = time.perf_counter()
-        gradients = self.backward_signal(images, labels, state.iteration)
+        gradients = self.backward_signal(cifar.augment(draw, self.mean), labels, state.iteration)
         tested = state.iteration % cfg.log.test_every == 0
         test_loss, test_error = evaluate(self.test_step, self.test_batches) if tested else (
             math.nan, math.nan)

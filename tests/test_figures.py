@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from experiments.figures import main as figures
 from experiments.plotting import error_limit
@@ -362,3 +363,16 @@ def test_the_readmes_kernel_growth_is_what_the_shipped_quick_runs_measured():
         f"(ResNet-56's {resnet[0]:.1f}-{resnet[1]:.0f}x)"
     assert said in (ROOT / "README.md").read_text(), said
     assert f"grow {plain[0]:.0f}-{plain[1]:.0f}x" in (ROOT / "docs/interventions.md").read_text()
+
+
+@pytest.mark.heavy  # counts the FLOPs of every net of the paper's sweep, and of ResNet-1202
+def test_the_readmes_gpu_hours_of_the_paper_budget_are_the_counted_ones():
+    """The quick start's "11-53 GPU-hours" for `make reproduce-cifar BUDGET=paper SEEDS=5`: the
+    sweep's training FLOPs (src.bench.budget_cost) at 10 and at 2 TFLOP/s sustained."""
+    from src.bench import GPU_TFLOPS, budget_cost
+    from tests.helpers import ROOT
+    table = budget_cost("paper", seeds=5)
+    sweep = table[table["in the sweep"]].sum(numeric_only=True)
+    low, high = (sweep[f"GPU-hours at {t} TFLOP/s"] for t in (max(GPU_TFLOPS), min(GPU_TFLOPS)))
+    said = f"`make reproduce-cifar BUDGET=paper SEEDS=5` | {low:.0f}-{high:.0f} GPU-hours"
+    assert said in (ROOT / "README.md").read_text(), said

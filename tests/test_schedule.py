@@ -6,11 +6,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from src.data import PAD, Draw, augment
 from src.models import resnet
 from src.config import compose
 from src.models import normalised_kernels
 from src.steps import (WARMUP_WINDOW, Interval, PaperSchedule, held_kernels, make_optimizer,
                        make_train_step, warmup_enabled, warmup_iterations)
+
+MEAN = tf.fill((32, 32, 3), 0.47)  # the training set's per-pixel mean, about
+
+
+def random_batch(n=8):
+    """(a draw of n random images, as src.data gives the step, its labels)."""
+    pixels = tf.random.uniform((n, 32, 32, 3), 0, 256, tf.int32)
+    return Draw(tf.cast(pixels, tf.uint8), tf.random.uniform((n, 2), 0, 2 * PAD + 1, tf.int32),
+                tf.random.uniform((n,)) < 0.5), tf.range(n) % 10
 
 
 @pytest.mark.parametrize("step, lr", [(0, 0.1), (31_999, 0.1), (32_000, 0.01), (47_999, 0.01),
@@ -80,18 +90,19 @@ def test_held_kernel_norms_stay_at_their_initial_norm_and_change_no_function(ker
     assert (len(held) == len(normalised_kernels(model)) == 7) is (kernel_norm == "held")
     initial = [float(tf.norm(k)) for k in normalised_kernels(model)]
     optimizer, schedule = make_optimizer(cfg)
-    step = make_train_step(model, optimizer, schedule, Interval(), held=held)
-    images, labels = tf.random.normal((8, 32, 32, 3)), tf.range(8) % 10
+    step = make_train_step(model, optimizer, schedule, Interval(), MEAN, held=held)
+    draw, labels = random_batch()
     reference = keras.models.clone_model(model)
     reference.set_weights(model.get_weights())
-    step(images, labels)
+    step(draw, labels)
     norms = [float(tf.norm(k)) for k in normalised_kernels(model)]
     assert (norms == pytest.approx(initial, rel=1e-5)) is (kernel_norm == "held")
     if kernel_norm == "held":  # the held step's network = the free step's, rescaled
         free = keras.models.clone_model(reference)
         free.set_weights(reference.get_weights())
         free_optimizer, free_schedule = make_optimizer(compose("depth=8", "shortcut=none"))
-        make_train_step(free, free_optimizer, free_schedule, Interval())(images, labels)
+        make_train_step(free, free_optimizer, free_schedule, Interval(), MEAN)(draw, labels)
+        images = augment(draw, MEAN)
         np.testing.assert_allclose(model(images, training=True), free(images, training=True),
                                    rtol=1e-4, atol=1e-4)
 
@@ -100,17 +111,17 @@ def test_a_fixed_warm_up_ends_after_its_iterations_whatever_the_error():
     """Pre-activation units: lr 0.01 for the first 400 iterations (here 3), then train.lr."""
     model = resnet(8, block="preact")
     optimizer, schedule = make_optimizer(compose("depth=8", "block=preact"))
-    images, labels = tf.random.normal((8, 32, 32, 3)), tf.range(8) % 10
+    draw, labels = random_batch()
     interval = Interval()
-    step = make_train_step(model, optimizer, schedule, interval, warmup_until_error=0.001,
+    step = make_train_step(model, optimizer, schedule, interval, MEAN, warmup_until_error=0.001,
                            warmup_iterations=3)
     interval.restore({"recent_errors": [100.0] * WARMUP_WINDOW})
     for _ in range(2):
-        step(images, labels)
+        step(draw, labels)
     assert bool(schedule.warming_up.numpy()) and interval.read()["lr"] == pytest.approx(0.01)
-    step(images, labels)
+    step(draw, labels)
     assert not bool(schedule.warming_up.numpy()) and interval.read()["warmup_ended_at"] == 3
-    step(images, labels)
+    step(draw, labels)
     assert interval.read()["lr"] == pytest.approx(0.1)
 
 
@@ -132,20 +143,20 @@ def test_warm_up_ends_in_a_real_run_after_a_full_window_below_the_threshold(smok
 def test_warm_up_needs_the_whole_window_below_the_threshold_not_one_batch():
     model = resnet(8)
     optimizer, schedule = make_optimizer(compose("depth=8", "train.warmup=true"))
-    images, labels = tf.random.normal((8, 32, 32, 3)), tf.range(8) % 10
+    draw, labels = random_batch()
     interval = Interval()
-    never = make_train_step(model, optimizer, schedule, interval, warmup_until_error=80)
+    never = make_train_step(model, optimizer, schedule, interval, MEAN, warmup_until_error=80)
     interval.restore({"recent_errors": [100.0] * WARMUP_WINDOW})
     optimizer.iterations.assign(500)
-    never(images, labels)  # one batch, whatever its error, cannot bring the mean below 98%
+    never(draw, labels)  # one batch, whatever its error, cannot bring the mean below 98%
     assert bool(schedule.warming_up.numpy()) and interval.read()["warmup_ended_at"] == 0
 
     optimizer.iterations.assign(0)
-    always = make_train_step(model, optimizer, schedule, Interval(), warmup_until_error=100.5)
+    always = make_train_step(model, optimizer, schedule, Interval(), MEAN, warmup_until_error=100.5)
     for _ in range(WARMUP_WINDOW - 1):
-        always(images, labels)
+        always(draw, labels)
     assert bool(schedule.warming_up.numpy())  # every batch was below 100.5%, the window not full
-    always(images, labels)
+    always(draw, labels)
     assert not bool(schedule.warming_up.numpy())
 
 
@@ -195,19 +206,18 @@ def test_a_float16_step_skipped_on_overflow_still_counts_toward_the_milestones()
         model = resnet(8)
         optimizer, schedule = make_optimizer(cfg)
         interval = Interval()
-        step = make_train_step(model, optimizer, schedule, interval)
-        images = tf.random.normal((8, 32, 32, 3))
-        labels = tf.range(8) % 10
-        step(images, labels)
+        step = make_train_step(model, optimizer, schedule, interval, MEAN)
+        draw, labels = random_batch()
+        step(draw, labels)
         scale = optimizer.dynamic_scale.numpy()
         optimizer.dynamic_scale.assign(1e30)  # float16 gradients overflow at this scale
         kernel = model.get_layer("stem_conv").kernel.numpy()
-        step(images, labels)
+        step(draw, labels)
         np.testing.assert_array_equal(model.get_layer("stem_conv").kernel.numpy(), kernel)
         optimizer.dynamic_scale.assign(scale)
-        step(images, labels)
+        step(draw, labels)
         assert interval.read()["lr"] == pytest.approx(0.1)  # the 3rd step, iteration 2
-        step(images, labels)
+        step(draw, labels)
         assert interval.read()["lr"] == pytest.approx(0.01)  # the 4th step, iteration 3
         assert int(optimizer.iterations.numpy()) == 4
         assert not np.array_equal(model.get_layer("stem_conv").kernel.numpy(), kernel)
