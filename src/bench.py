@@ -3,7 +3,8 @@
 For each depth: (1) a bare compiled training step on in-memory tensors, the ceiling; (2) the real
 trainer end to end (tfds data, augmentation, logging, checkpoints) and its ratio to (1); both
 with the fused and with Keras' batch norm, in interleaved rounds (the median is kept, and the
-spread between rounds shown); (3) the input pipeline alone; (4) precision and XLA variants of
+spread between rounds shown); (3) the input pipeline alone (the uint8 draws: the augmentation
+is in the step, in (1) and (2)); (4) precision and XLA variants of
 (1) and (2); (5) achieved FLOP/s against the CPU's peak; (6) the sweep's packing: the bare step
 in one process on every core against one process per core, each on one thread, all at once;
 (7) where PyTorch is installed, the same step in PyTorch (src.torch_reference), the reference the
@@ -79,8 +80,8 @@ def peak_flops() -> tuple[float, str]:
 
 def bare_training(depth, cfg=None, batch_norm="fused", jit=False, batch_size=128):
     """(the compiled training step of a ResNet of `depth` (or of the network `cfg` names) on one
-    fixed random batch, as a function that returns when the device is done, the model): what
-    every timing here times."""
+    fixed random draw, augmented in the step, as a function that returns when the device is done;
+    the model; the (draw, mean, labels) it trains on): what every timing here times."""
     cfg = cfg or compose(f"depth={depth}")
     model = resnet(cfg.depth, cfg.shortcut, block=cfg.block, batch_norm=batch_norm)
     optimizer, schedule = make_optimizer(cfg)
@@ -88,16 +89,15 @@ def bare_training(depth, cfg=None, batch_norm="fused", jit=False, batch_size=128
     mean = tf.fill((32, 32, 3), 0.47)  # about CIFAR-10's
     step = make_train_step(model, optimizer, schedule, interval, mean, jit_compile=jit)
     pixels = tf.random.uniform((batch_size, 32, 32, 3), 0, 256, tf.int32)
-    draw = cifar.Draw(tf.cast(pixels, tf.uint8),
-                      tf.random.uniform((batch_size, 2), 0, 2 * cifar.PAD + 1, tf.int32),
-                      tf.random.uniform((batch_size,)) < 0.5)
+    corners = tf.random.uniform((batch_size, 2), 0, 2 * cifar.PAD + 1, tf.int32)
+    draw = cifar.Draw(tf.cast(pixels, tf.uint8), corners, tf.random.uniform((batch_size,)) < 0.5)
     labels = tf.random.uniform((batch_size,), 0, 10, tf.int32)
 
     def run_step(wait=True):
         step(draw, labels)
         if wait:
             interval.read()  # a device-to-host copy: the host waits for the device
-    return run_step, model, (cifar.augment(draw, mean), labels)
+    return run_step, model, (draw, mean, labels)
 
 
 def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, cfg=None,
@@ -119,7 +119,8 @@ def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, c
 def gradient_cost(depth, repeats=5) -> float:
     """The time of one measurement of the backward signal (gradients.csv, at every row) over the
     time of one training step, same network, same batch of 128."""
-    step, model, (images, labels) = bare_training(depth)
+    step, model, (draw, mean, labels) = bare_training(depth)
+    images = cifar.augment(draw, mean)
     measure = gradient_norms(model)
     seconds = []
     for run in (step, lambda: measure(images, labels, 0)):

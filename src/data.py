@@ -112,7 +112,7 @@ class Draw(NamedTuple):
     drawn for each. It crosses to the training device as uint8 (a quarter of float32's bytes),
     and `augment` makes the network's input of it there."""
     images: tf.Tensor  # uint8, batch x 32 x 32 x 3
-    offsets: tf.Tensor  # int32, batch x 2: the crop's top-left corner in the padded image
+    corners: tf.Tensor  # int32, batch x 2: the top-left corner of the crop in the padded image
     flips: tf.Tensor  # bool, batch: mirrored left to right
 
 
@@ -122,8 +122,8 @@ def augment(draw: Draw, mean) -> tf.Tensor:
     it runs on."""
     x = tf.gather(PIXEL_SCALE, tf.cast(draw.images, tf.int32)) - mean
     x = tf.pad(x, [[0, 0], [PAD, PAD], [PAD, PAD], [0, 0]])
-    rows = draw.offsets[:, :1] + tf.range(32)
-    cols = draw.offsets[:, 1:] + tf.range(32)
+    rows = draw.corners[:, :1] + tf.range(32)
+    cols = draw.corners[:, 1:] + tf.range(32)
     x = tf.gather(x, rows, axis=1, batch_dims=1)
     x = tf.gather(x, cols, axis=2, batch_dims=1)
     return tf.where(draw.flips[:, None, None, None], tf.reverse(x, axis=[2]), x)
@@ -149,9 +149,9 @@ def train_batches(data: Cifar10, batch_size: int, seed: int, start_iteration: in
         """One crop corner and one flip per image, from seeds derived from (seed, iteration)."""
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
             tf.stack([tf.cast(seed, tf.int64), iteration]), num=2))
-        offsets = tf.random.stateless_uniform((batch_size, 2), crop_seed, 0, 2 * PAD + 1, tf.int32)
+        corners = tf.random.stateless_uniform((batch_size, 2), crop_seed, 0, 2 * PAD + 1, tf.int32)
         flips = tf.random.stateless_uniform((batch_size,), flip_seed) < 0.5
-        return iteration, Draw(tf.gather(images, index), offsets, flips), tf.gather(labels, index)
+        return iteration, Draw(tf.gather(images, index), corners, flips), tf.gather(labels, index)
 
     stream = tf.data.Dataset.zip(tf.data.Dataset.range(start_iteration, sys.maxsize), order)
     return stream.map(draw, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -143,8 +143,8 @@ def make_train_step(model, optimizer, schedule: PaperSchedule, interval: Interva
                     steps_per_call=1):
     """One SGD step on a batch, compiled, that returns nothing: it adds the batch's loss, wrong
     predictions and size to `interval`, so the loop never waits for the device between steps.
-    It takes the batch as src.data draws it (uint8 images, crops, flips) and augments it on the
-    device, with the training set's per-pixel `mean` (a tensor there).
+    It takes the batch as src.data draws it (uint8 images, crop corners, flips) and augments it
+    on the device, with the training set's per-pixel `mean` (a tensor there).
 
     optimizer.iterations is the one step counter (the schedule reads it): every batch counts, also
     one whose float16 gradients overflowed and that Keras' loss-scale optimizer skipped without

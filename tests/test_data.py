@@ -45,6 +45,6 @@ def test_draws_cross_as_uint8_and_a_resumed_stream_draws_what_the_whole_one_did(
         for a, b in zip(draw, again):
             np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(labels, labels_again)
-    offsets = np.concatenate([d.offsets for _, d, _ in whole])
+    corners = np.concatenate([d.corners for _, d, _ in whole])
     flips = np.concatenate([d.flips for _, d, _ in whole])
-    assert set(offsets.ravel()) == set(range(2 * PAD + 1)) and 0.35 < flips.mean() < 0.65
+    assert set(corners.ravel()) == set(range(2 * PAD + 1)) and 0.35 < flips.mean() < 0.65
