@@ -88,9 +88,7 @@ def bare_training(depth, cfg=None, batch_norm="fused", jit=False, batch_size=128
     interval = Interval()
     mean = tf.fill((32, 32, 3), 0.47)  # about CIFAR-10's
     step = make_train_step(model, optimizer, schedule, interval, mean, jit_compile=jit)
-    pixels = tf.random.uniform((batch_size, 32, 32, 3), 0, 256, tf.int32)
-    corners = tf.random.uniform((batch_size, 2), 0, 2 * cifar.PAD + 1, tf.int32)
-    draw = cifar.Draw(tf.cast(pixels, tf.uint8), corners, tf.random.uniform((batch_size,)) < 0.5)
+    draw = cifar.random_draw(batch_size)
     labels = tf.random.uniform((batch_size,), 0, 10, tf.int32)
 
     def run_step(wait=True):
@@ -419,10 +417,15 @@ def budget_cost(name: str, seeds: int = 1) -> pd.DataFrame:
     return table
 
 
+def in_the_sweep(table: pd.DataFrame) -> pd.Series:
+    """A budget_cost table summed over the networks of the budget's sweep (ResNet-1202 out)."""
+    return table[table["in the sweep"]].sum(numeric_only=True)
+
+
 def print_cost(name: str, seeds: int) -> None:
     table = budget_cost(name, seeds)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
-    sweep = table[table["in the sweep"]].sum(numeric_only=True)
+    sweep = in_the_sweep(table)
     hours = "-".join(f"{sweep[f'GPU-hours at {t} TFLOP/s']:.3g}" for t in sorted(GPU_TFLOPS)[::-1])
     print(f"budget {name}: its sweep ({sweep.runs:.0f} runs of {table['in the sweep'].sum()} "
           f"networks) {sweep.PFLOP:.3g} PFLOP, {hours} GPU-hours at {max(GPU_TFLOPS)} to "

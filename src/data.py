@@ -129,6 +129,13 @@ def augment(draw: Draw, mean) -> tf.Tensor:
     return tf.where(draw.flips[:, None, None, None], tf.reverse(x, axis=[2]), x)
 
 
+def random_draw(n: int) -> Draw:
+    """n random images with random crops and flips: a stand-in batch for timings and tests."""
+    pixels = tf.random.uniform((n, 32, 32, 3), 0, 256, tf.int32)
+    return Draw(tf.cast(pixels, tf.uint8), tf.random.uniform((n, 2), 0, 2 * PAD + 1, tf.int32),
+                tf.random.uniform((n,)) < 0.5)
+
+
 def train_batches(data: Cifar10, batch_size: int, seed: int, start_iteration: int = 0):
     """An endless stream of (iteration, draw, labels) from `start_iteration` on; `augment` makes
     a draw the network's input."""

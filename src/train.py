@@ -155,7 +155,7 @@ class Run:
                                                state.iteration))
             if state.iteration == 0:  # the backward signal of the initialisation, first batch
                 first = next(batches)
-                self.gradients = GradientsFile(self.run_dir / "gradients.csv", self.backward_signal(
+                self.gradients = GradientsFile(self.gradients.path, self.backward_signal(
                     cifar.augment(first[1], self.mean), first[2], 0))
                 batches = itertools.chain([first], batches)
             tick = time.perf_counter()

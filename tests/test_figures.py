@@ -369,10 +369,9 @@ def test_the_readmes_kernel_growth_is_what_the_shipped_quick_runs_measured():
 def test_the_readmes_gpu_hours_of_the_paper_budget_are_the_counted_ones():
     """The quick start's "11-53 GPU-hours" for `make reproduce-cifar BUDGET=paper SEEDS=5`: the
     sweep's training FLOPs (src.bench.budget_cost) at 10 and at 2 TFLOP/s sustained."""
-    from src.bench import GPU_TFLOPS, budget_cost
+    from src.bench import GPU_TFLOPS, budget_cost, in_the_sweep
     from tests.helpers import ROOT
-    table = budget_cost("paper", seeds=5)
-    sweep = table[table["in the sweep"]].sum(numeric_only=True)
+    sweep = in_the_sweep(budget_cost("paper", seeds=5))
     low, high = (sweep[f"GPU-hours at {t} TFLOP/s"] for t in (max(GPU_TFLOPS), min(GPU_TFLOPS)))
     said = f"`make reproduce-cifar BUDGET=paper SEEDS=5` | {low:.0f}-{high:.0f} GPU-hours"
     assert said in (ROOT / "README.md").read_text(), said

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from src.data import PAD, Draw, augment
+from src.data import augment, random_draw
 from src.models import resnet
 from src.config import compose
 from src.models import normalised_kernels
@@ -18,9 +18,7 @@ MEAN = tf.fill((32, 32, 3), 0.47)  # the training set's per-pixel mean, about
 
 def random_batch(n=8):
     """(a draw of n random images, as src.data gives the step, its labels)."""
-    pixels = tf.random.uniform((n, 32, 32, 3), 0, 256, tf.int32)
-    return Draw(tf.cast(pixels, tf.uint8), tf.random.uniform((n, 2), 0, 2 * PAD + 1, tf.int32),
-                tf.random.uniform((n,)) < 0.5), tf.range(n) % 10
+    return random_draw(n), tf.range(n) % 10
 
 
 @pytest.mark.parametrize("step, lr", [(0, 0.1), (31_999, 0.1), (32_000, 0.01), (47_999, 0.01),
