@@ -25,12 +25,24 @@ def fmt(mean, std, n) -> str:
     return f"{mean:.2f}" + ("" if np.isnan(std) else f" ± {std:.2f}") + f" (n={n})"
 
 
-def verdict(difference, stds) -> tuple[str, str]:
-    """(threshold, verdict) of one comparison under the SHOWN_AT rule."""
+def verdict(difference, stds) -> tuple[float, str, str]:
+    """(difference, threshold, verdict) of one comparison under the SHOWN_AT rule, the difference
+    rounded and the threshold written to 2 decimals, or to as many more as it takes for the two
+    to differ as printed (0.052 against 0.047, not 0.05 against 0.05)."""
     if any(np.isnan(s) for s in stds):
-        return "-", "not decided: a side with one seed"
+        return round(difference, 2), "-", "not decided: a side with one seed"
     threshold = SHOWN_AT * max(stds)
-    return f"{threshold:.2f}", "shown" if difference > threshold else "not shown at this budget"
+    decimals = next((d for d in range(2, 7) if round(difference, d) != round(threshold, d)), 6)
+    return (round(difference, decimals), f"{threshold:.{decimals}f}",
+            "shown" if difference > threshold else "not shown at this budget")
+
+
+def printed(judged: pd.DataFrame) -> str:
+    """A table of verdicts as markdown, each difference to as many decimals as its threshold."""
+    def decimals(threshold):
+        return len(threshold.split(".")[1]) if "." in threshold else 2
+    return judged.assign(difference=[f"{d:.{decimals(t)}f}" for d, t in zip(
+        judged.difference, judged.threshold)]).to_markdown(index=False, disable_numparse=True)
 
 
 def judged_final(runs, net):
@@ -46,7 +58,7 @@ def trend(runs, net) -> str:
     if len(final) < 2:
         return f"{PLURAL[net]}: depth not judged yet (scouting seeds left out)"
     (shallow, a), (deep, b) = final.iloc[[0, -1]].iterrows()
-    found = verdict(abs(b["mean"] - a["mean"]), [a["std"], b["std"]])[1]
+    found = verdict(abs(b["mean"] - a["mean"]), [a["std"], b["std"]])[2]
     scouted = ", scouting seeds left out" if runs[runs.net == net].scouting.any() else ""
     if found == "shown":  # a direction only where the rule shows one
         said = f"{deep} layers train {'worse' if b['mean'] > a['mean'] else 'better'} than {shallow}"
@@ -144,10 +156,10 @@ def claims(runs, responses) -> pd.DataFrame:
         if not {better, worse} <= set(table.name):
             return
         (mb, sb, nb), (mw, sw, nw) = stats(table, better, column), stats(table, worse, column)
-        threshold, found = verdict(mw - mb, [sb, sw])
+        difference, threshold, found = verdict(mw - mb, [sb, sw])
         rows.append({"claim": claim, "comparison": f"{worse} above {better}", "metric": column,
                      "higher": fmt(mw, sw, nw), "lower": fmt(mb, sb, nb),
-                     "difference": round(mw - mb, 2), "threshold": threshold, "verdict": found})
+                     "difference": difference, "threshold": threshold, "verdict": found})
 
     def depths(net):
         """Every pair of adjacent depths, and 20 vs 56; each pair once."""
@@ -162,13 +174,13 @@ def claims(runs, responses) -> pd.DataFrame:
         final = {(net, d): stats(runs, f"{net}-{d}", "train_error")
                  for net in ("plain", "ResNet") for d in (20, 56)}
         gap = {net: final[net, 56][0] - final[net, 20][0] for net in ("plain", "ResNet")}
-        threshold, found = verdict(gap["plain"] - gap["ResNet"], [s for _, s, _ in final.values()])
+        difference, threshold, found = verdict(gap["plain"] - gap["ResNet"],
+                                               [s for _, s, _ in final.values()])
         rows.append({"claim": "(b) shortcuts shrink the depth penalty",
                      "comparison": "plain 20->56 penalty above ResNet 20->56 penalty",
                      "metric": "train_error", "higher": f"{gap['plain']:+.2f}",
                      "lower": f"{gap['ResNet']:+.2f}",
-                     "difference": round(gap["plain"] - gap["ResNet"], 2),
-                     "threshold": threshold, "verdict": found})
+                     "difference": difference, "threshold": threshold, "verdict": found})
     for a, b in depths("ResNet"):
         for metric in ("train_error", "test_error"):
             compare("(c) ResNets: deeper is better", runs, metric, f"ResNet-{b}", f"ResNet-{a}")

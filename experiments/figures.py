@@ -135,8 +135,18 @@ def figure7(runs: Runs, out: Path) -> bool:
         return False
     data = responses[responses.name.isin(FIGURE7_NETS)].copy()
     data["rank"] = data.groupby(["name", "seed"])["std"].rank(ascending=False, method="first")
-    means = data.groupby("label")["std"].mean()
-    data["label"] = data.label.map(lambda label: f"{label}: mean std {means[label]:.2f}")
+    scouts = data.folder.isin(runs.folder[runs.scouting])  # drawn, but not judged by (e)
+    judged = data[~scouts].groupby("label")["std"].mean()
+    scouted = data[scouts].groupby("label").seed.nunique()
+
+    def legend(label):
+        if label not in judged:
+            return f"{label}: mean std {data[data.label == label]['std'].mean():.2f} (scouting " \
+                   "seeds only: not judged)"
+        return f"{label}: mean std {judged[label]:.2f}" + (
+            f" (without its {scouted[label]} scouting seed, drawn: the claims leave it out)"
+            if label in scouted else "")
+    data["label"] = data.label.map(legend)
     palette = plotting.palette(data)
     fig, axes = plt.subplots(2, 1, figsize=(9, 7.5))
     for ax, x, title in [(axes[0], "index", "layer index (original order)"),
@@ -180,8 +190,10 @@ def figure_gradients(data: Runs, out: Path) -> bool:
                 line = means[(means.name == name) & (means.moment == moment)].dropna(
                     subset=[column])
                 if not line.empty:
+                    seeds = points[(points.name == name) & (points.moment == moment)].dropna(
+                        subset=[column]).seed.nunique()
                     ax.plot(line["index"], line[column], color=palette[name], linewidth=1.5,
-                            label=name)
+                            label=f"{name} ({seeds} seed{'s' if seeds > 1 else ''})")
             if not ax.lines:
                 ax.text(0.5, 0.5, "not measured in these runs", ha="center", va="center",
                         transform=ax.transAxes, color="grey")
@@ -190,11 +202,9 @@ def figure_gradients(data: Runs, out: Path) -> bool:
                 ax.legend(fontsize=8)
             ax.set(title=moment, xlabel="convolution (network order)", ylabel=label)
             plotting.integer_ticks(ax.xaxis)
-    seeds = points.groupby("name").seed.nunique()
     return plotting.finish(fig, "The backward signal and the effective step by layer, geometric "
-                           "means over " + ", ".join(f"{n} seeds of {name}" for name, n in
-                                                     seeds.items()) + " (measured, not judged: "
-                           "the README gives the ratios)", runs, out)
+                           "means over the seeds that measured each (legends: how many; measured, "
+                           "not judged: the README gives the ratios)", runs, out)
 
 
 def figure_preact(data: Runs, out: Path) -> bool:

@@ -26,7 +26,7 @@ import seaborn as sns  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from experiments import plotting  # noqa: E402
-from experiments.claims import SHOWN_AT, fmt, verdict  # noqa: E402
+from experiments.claims import SHOWN_AT, fmt, printed, verdict  # noqa: E402
 from experiments.gradients import effective_steps, read_gradient_table, seed_ratios  # noqa: E402
 from experiments.readme import ROOT, write_findings  # noqa: E402
 from experiments.runs import load_runs  # noqa: E402
@@ -149,7 +149,7 @@ def judge(plan, runs, ratios) -> pd.DataFrame:
              "effective-step ratio at the first row", side(label, "log10", first),
              side(base, "log10", first))]
         for claim, comparison, higher, lower in comparisons:
-            threshold, found = verdict(higher[0] - lower[0], [higher[1], lower[1]])
+            difference, threshold, found = verdict(higher[0] - lower[0], [higher[1], lower[1]])
             if min(higher[2], lower[2]) == 0:
                 threshold, found = "-", "not decided: a side has no runs with gradients.csv"
             if claim.startswith("(ii)"):
@@ -158,7 +158,7 @@ def judge(plan, runs, ratios) -> pd.DataFrame:
                     found, found)
             rows.append({"intervention": label, "verdict of": claim, "comparison": comparison,
                          "higher": fmt(*higher), "lower": fmt(*lower),
-                         "difference": round(higher[0] - lower[0], 2), "threshold": threshold,
+                         "difference": difference, "threshold": threshold,
                          "verdict": found})
     return pd.DataFrame(rows)
 
@@ -198,7 +198,7 @@ def figure(plan, runs, curves, ratios, judged, out: Path) -> bool:
     lifts = judged[judged["verdict of"].str.startswith("(i)")]
     said = "; ".join(f"{r.intervention.removeprefix(plan['baseline'] + ', ')}: {r.verdict}"
                      for r in lifts.itertuples())
-    return plotting.finish(fig, f"Holding the early layers' step up: does it lift "
+    return plotting.finish(fig, f"Interventions on every kernel's step: do they lift "
                            f"{plan['baseline']}? (i) {said}", runs, out)
 
 
@@ -241,7 +241,7 @@ def readme_lines(plan, runs, judged, follow_up=None) -> list[str]:
         f"Judged on the {plan['rule']['judged_on']}; **shown** when a difference of means exceeds "
         f"{SHOWN_AT} x the larger seed std of the two sides (the claims' rule).", "",
         *[f"- {line}" for line in plan["rule"]["verdicts"]], "",
-        "## Verdicts", "", judged.to_markdown(index=False, floatfmt=".2f"), "",
+        "## Verdicts", "", printed(judged), "",
         "Final training error per seed, %:", "", per_seed_table(plan, runs), "",
         *compute_lines(plan, runs), ""]
     if follow_up is not None:
@@ -253,7 +253,7 @@ def readme_lines(plan, runs, judged, follow_up=None) -> list[str]:
             f"and {plan['reference']} of `{later}/runs/` "
             f"({long_runs.iterations.max():,} iterations):", "",
             f"![figure_interventions_{later}.png](figure_interventions_{later}.png)", "",
-            long_judged.to_markdown(index=False, floatfmt=".2f"), "",
+            printed(long_judged), "",
             "Final training error per seed, %:", "", per_seed_table(plan, long_runs), "",
             *compute_lines(plan, long_runs), ""]
     return lines
@@ -285,9 +285,11 @@ def glance_lines(plan, judged) -> list[str]:
                   f"{', '.join(label for label, _, _ in engaged)}), {plan['baseline']} still "
                   f"trained worse than {plan['reference']} ((ii) shown)" + (
                       f", though better than without ((i) shown; {closed})" if lifted else "")
-                  + ": at this budget the collapse of the early step explains "
-                  + ("part of the degradation, not all of it." if lifted else
-                     "none of the degradation the rule can see.")]
+                  + ": at this budget, holding the step up removed "
+                  + ("part of the deficit, not all of it" if lifted else
+                     "none of the deficit the rule can see")
+                  + ". The interventions act on every layer, not on the early ones alone: "
+                  "this does not tell whether it is the early layers' step that matters."]
     return lines
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.claims import (SHOWN_AT, claim_lines, glance, judge, preactivation_table,
-                               table6)
+                               printed, table6)
 from experiments.gradients import gradient_points, gradient_ratios, read_gradient_table
 from experiments.runs import DEFAULT_RECIPE, Runs
 from src.runfiles import WEIGHTS, read_responses, write_text
@@ -85,7 +85,7 @@ def analyses(finished: Runs) -> list[str]:
     """The captions of the lesion and landscape figures: what each measured, as tables."""
     from experiments.landscape import CSV as LANDSCAPE, edge_rise, read_landscape
     from experiments.lesion import CSV as LESION, read_lesion, rises
-    from experiments.plotting import ANALYSED_NETS
+    from experiments.plotting import ANALYSED_NETS, barely_trained
     lines = []
     lesion = finished.side(read_lesion, LESION)
     lesion = lesion[lesion.name.isin(ANALYSED_NETS)] if not lesion.empty else lesion
@@ -109,14 +109,18 @@ def analyses(finished: Runs) -> list[str]:
             planes="size", mean=lambda r: np.exp(np.log(r).mean()), lowest="min",
             highest="max").reset_index().rename(columns={"mean": "border / centre (geometric "
                                                          "mean over planes)"})
+        nets = [n for n in ANALYSED_NETS if n in set(table.name)]
         lines += [
             "## The loss landscape (`figure_landscape.png`)", "",
             "The training loss on random filter-normalised planes around each network's final "
             "weights (Li et al. 2018; the figure draws the first plane), and on the straight line "
             "from its initial weights (Goodfellow et al. 2015). The mean loss on a plane's border "
-            "over the loss at its centre, per seed measured, over its planes (at 20 layers this "
-            "cannot test Li et al.'s finding, which they show at 56 and 110; docs/runs.md lists "
-            "where this differs from their code):", "",
+            "over the loss at its centre, per seed measured, over its planes (Li et al. show their "
+            "finding, a chaotic landscape without shortcuts, at 56 and 110 layers: 20-layer nets "
+            "cannot test it, nor can a barely trained one" + "".join(
+                f"; {name} here: {barely_trained(finished.runs, name)}" for name in nets
+                if barely_trained(finished.runs, name)) + "; docs/runs.md lists where this "
+            "differs from their code):", "",
             table.to_markdown(index=False, floatfmt=".3g"), ""]
     return lines
 
@@ -142,6 +146,8 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         gaps = ["-: no run of that network has it at that moment.", ""] if shown.isna().any(
             axis=None) else []
         return [*([says, ""] if says else []), shown.fillna("-").to_markdown(), "", *gaps]
+    first_rows = "" if points.empty else " or ".join(f"{i:,}" for i in sorted(
+        gradients[gradients.iteration > 0].groupby(["name", "seed"]).iteration.min().unique()))
     backward = [] if points.empty else [
         "## The backward signal (`figure_gradients.png`)", "",
         "The paper argues that the degradation is not vanishing gradients: with BN, \"the backward "
@@ -154,7 +160,8 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         "per value gives a gradient ratio of 2, not 1. Yang et al. (2019, a mean-field theory of "
         "batch norm) predict the explosion at initialisation in deep BN nets without shortcuts, "
         "and observe that a single step of optimisation brings the gradients to a far smaller "
-        "dynamic range: the initialisation column against the first row. Three quantities "
+        "dynamic range: the initialisation column against the first row agrees with it but "
+        f"cannot test the single step (the first row is iteration {first_rows}). Three quantities "
         "(docs/runs.md says what each is invariant to): the gradient at each convolution's output, "
         "before BN, which BN rescales (a kernel multiplied by c gives the same function and 1/c "
         "of it, so a small value can mean a large kernel, not a weak signal):", "",
@@ -219,7 +226,7 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         "(the training error running over the last logged interval); `std` in (e) is a run's "
         "layer response std averaged over its 3x3 layers.", "",
         *claim_lines(judged, runs.budget.iloc[0]), "",
-        judged.to_markdown(index=False, floatfmt=".2f") if not judged.empty else "(no pairs yet)",
+        printed(judged) if not judged.empty else "(no pairs yet)",
         "", *[f"![{name}]({name})" for name in made[1:]], "", *backward, *analyses(finished),
         "## Table 6 (final test error: the last evaluation, never the best one)", "",
         *(["Every seed that ran, the scouting ones included (the claims leave them out).", ""]

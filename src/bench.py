@@ -17,6 +17,7 @@ step, TensorFlow's profiler beside PyTorch's.
 """
 import argparse
 import contextlib
+import functools
 import io
 import os
 import re
@@ -58,6 +59,14 @@ def training_flops(model) -> float:
         elif isinstance(layer, keras.layers.Dense):
             macs += layer.kernel.shape[0] * layer.kernel.shape[1]
     return 3 * 2 * macs
+
+
+@functools.cache
+def network_flops(network: Network) -> float:
+    """training_flops of a network, built once per process (the budgets share most of theirs)."""
+    flops = training_flops(resnet(network.depth, network.shortcut, block=network.block))
+    keras.backend.clear_session()
+    return flops
 
 
 def this_machine() -> str:
@@ -406,8 +415,7 @@ def budget_cost(name: str, seeds: int = 1) -> pd.DataFrame:
     rows = []
     for network, n in [*((net, max(k, seeds)) for net, k in runs.items()),
                        (Network("original", "identity", 1202), 1)]:
-        flops = training_flops(resnet(network.depth, network.shortcut, block=network.block))
-        keras.backend.clear_session()
+        flops = network_flops(network)
         rows.append({"network": network.label, "in the sweep": network in runs.index,
                      "GFLOP per image": flops / 1e9, "PFLOP per run": flops * images / 1e15,
                      "runs": n, "PFLOP": flops * images * n / 1e15})

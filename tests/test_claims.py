@@ -33,9 +33,12 @@ def finals(errors: dict, test_offset=3.0) -> pd.DataFrame:
 
 
 def test_the_rule_needs_a_spread_on_both_sides_and_a_difference_beyond_it():
-    assert verdict(5.0, [1.0, np.nan]) == ("-", "not decided: a side with one seed")
-    assert verdict(2.1, [1.0, 0.5]) == (f"{SHOWN_AT * 1.0:.2f}", "shown")
-    assert verdict(1.9, [1.0, 0.5])[1] == "not shown at this budget"
+    assert verdict(5.0, [1.0, np.nan]) == (5.0, "-", "not decided: a side with one seed")
+    assert verdict(2.1, [1.0, 0.5]) == (2.1, f"{SHOWN_AT * 1.0:.2f}", "shown")
+    assert verdict(1.9, [1.0, 0.5])[2] == "not shown at this budget"
+    # as printed, a difference and the threshold it passes never look equal
+    assert verdict(0.0512, [0.0235, 0.01]) == (0.051, "0.047", "shown")
+    assert verdict(0.05001, [0.025004]) == (0.05001, "0.050008", "shown")
 
 
 def test_the_claims_are_judged_comparison_by_comparison():

@@ -127,8 +127,10 @@ def test_the_readme_concludes_only_what_every_interventions_verdicts_decide():
                                "shown: plain-56, kernel norms held, plain-56, warm-up)")
     assert both[-1].endswith("closed 25% of the 20.0 points between plain-56 and ResNet-56; "
                              "plain-56, warm-up closed 25% of the 20.0 points between plain-56 "
-                             "and ResNet-56): at this budget the collapse of the early step "
-                             "explains part of the degradation, not all of it.")
+                             "and ResNet-56): at this budget, holding the step up removed part "
+                             "of the deficit, not all of it. The interventions act on every "
+                             "layer, not on the early ones alone: this does not tell whether it "
+                             "is the early layers' step that matters.")
     one = interventions.glance_lines(plan, judged("not shown worse than ResNet-56"))
     assert len(one) == 2  # one held the step up and was not shown worse: no conclusion
 
