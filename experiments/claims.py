@@ -126,11 +126,16 @@ def table6(runs) -> pd.DataFrame:
 
 def glance(runs) -> pd.DataFrame:
     """The project README's table: final training and test error of the plain and ResNet nets
-    at every depth, mean ± sd over every finished seed (n), beside the paper's values."""
+    at every depth, mean ± sd over every finished seed (n), the plain penalty (plain's mean
+    training error minus ResNet's, points), beside the paper's values."""
     def cell(name, column):
         mean, std, n = stats(runs, name, column)
         return "-" if n == 0 else f"{mean:.1f}" + ("" if np.isnan(std) else f" ± {std:.1f}") + \
             f" ({n})"
+    def penalty(depth):
+        difference = (stats(runs, f"plain-{depth}", "train_error")[0]
+                      - stats(runs, f"ResNet-{depth}", "train_error")[0])
+        return "-" if np.isnan(difference) else f"{difference:.1f}"
     rows = []
     for depth in sorted(runs[runs.net.isin(["plain", "ResNet"])].depth.unique()):
         paper_plain = (f"~{PLAIN_TRAIN_ERROR[depth]:g} / ~{PLAIN_TEST_ERROR[depth]:g}"
@@ -140,6 +145,7 @@ def glance(runs) -> pd.DataFrame:
                                                       f"/ {cell(f'plain-{depth}', 'test_error')}",
                      "ResNet: train / test error (%)": f"{cell(f'ResNet-{depth}', 'train_error')} "
                                                        f"/ {cell(f'ResNet-{depth}', 'test_error')}",
+                     "plain minus ResNet, train (points)": penalty(depth),
                      "paper, plain: train / test (read off Fig. 6)": paper_plain,
                      "paper, ResNet test (Table 6)": f"{RESNET_TEST_ERROR[depth]:g}"
                      if depth in RESNET_TEST_ERROR else "-"})

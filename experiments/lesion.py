@@ -118,18 +118,21 @@ def downsampling(unit: str) -> bool:
 
 
 def rises(table) -> pd.DataFrame:
-    """Per network (mean over its seeds): its whole test error, the largest rise from removing
-    one unit among the units every family can remove (not the downsampling ones), that rise as a
-    share of the room the whole network left before chance, and the largest rise over any unit."""
+    """Per network (mean over its seeds): its whole test error, the median and the largest rise
+    from removing one unit among the units every family can remove (not the downsampling ones;
+    the median is Veit et al.'s typical unit), the largest as a share of the room the whole
+    network left before chance, and the largest rise over any unit."""
     rows = []
     for name, net in table.groupby("name", sort=False):
         whole = net[net["index"] == 0].groupby("seed").test_error.mean()
         removed = net[net["index"] > 0]
         shared = removed[~removed.unit.map(downsampling)]
+        typical = shared.groupby("seed").test_error.median() - whole
         worst = shared.groupby("seed").test_error.max() - whole
         worst_any = removed.groupby("seed").test_error.max() - whole
         room = (plotting.CHANCE - whole).where(plotting.CHANCE - whole >= 1)  # none near chance
         rows.append({"network": name, "seeds": len(whole), "whole test error (%)": whole.mean(),
+                     "median rise, shared units (points)": typical.mean(),
                      "worst rise, shared units (points)": worst.mean(),
                      "as a share of the room to chance": (worst / room).mean(),
                      "worst rise, any unit (points)": worst_any.mean()})
@@ -137,9 +140,9 @@ def rises(table) -> pd.DataFrame:
 
 
 def figure_lesion(finished: Runs, out: Path) -> bool:
-    """Test error against the unit removed, plain against ResNet, the whole network's as a
-    dotted line of the same colour, each net's downsampling units dashed in its colour; seeds
-    averaged, each thin."""
+    """Test error against the unit removed, one panel per depth, plain against ResNet, the whole
+    network's as a dotted line of the same colour, each net's downsampling units dashed in its
+    colour; seeds averaged, each thin. The title gives each net's median rise (rises)."""
     import matplotlib.pyplot as plt
     table = plotting.analysed(finished, read_lesion, CSV, "figure_lesion", "experiments.lesion")
     if table.empty:
@@ -148,7 +151,26 @@ def figure_lesion(finished: Runs, out: Path) -> bool:
     table = table.assign(label=table.name + " (" + seeds.astype(str) + " seed"
                          + np.where(seeds > 1, "s", "") + ")")  # the seeds lesioned, not run
     palette = plotting.palette(table)
-    fig, ax = plt.subplots(figsize=(9, 4.8))
+    depths = sorted(table.depth.unique())
+    fig, axes = plt.subplots(1, len(depths), figsize=(4.5 + 4.5 * len(depths), 4.8), sharey=True,
+                             squeeze=False, width_ratios=depths)
+    for ax, depth in zip(axes[0], depths):
+        draw_lesion(ax, finished, table[table.depth == depth], palette)
+        ax.set_title(f"{depth} layers")
+    axes[0][0].set_ylabel("test error (%)")
+    fig.supxlabel("BN statistics as trained; a removed ResNet unit leaves its shortcut, a plain "
+                  "one the identity", fontsize=9)
+    axes[0][0].set_ylim(top=max(axes[0][0].get_ylim()[1], plotting.CHANCE) + 25)  # the legend
+    typical = rises(table).set_index("network")["median rise, shared units (points)"]
+    said = ", ".join(f"{label.split()[0]} {typical[label.split()[0]]:.2g}"
+                     for label in plotting.network_order(table))
+    return plotting.finish(fig, "Removing one unit (Veit et al. 2016), median rise in test error "
+                           f"over the units both families have: {said} points", finished.runs,
+                           out)
+
+
+def draw_lesion(ax, finished: Runs, table, palette):
+    """One depth's panel of figure_lesion."""
     whole, worst = table[table["index"] == 0], table[table["index"] > 0]
     for (label, index), _ in worst[worst.unit.map(downsampling)].groupby(["label", "index"]):
         ax.axvline(index, color=palette[label], linestyle="--", linewidth=0.8, alpha=0.7)
@@ -171,16 +193,12 @@ def figure_lesion(finished: Runs, out: Path) -> bool:
         ax.plot([], [], color=palette[label], label=label + (f": {early}" if early else ""),
                 **style)
     ax.plot([], [], color="grey", linestyle=":", label="the network whole")
-    ax.plot([], [], color="grey", linestyle="--", linewidth=0.8, label="a downsampling unit, in "
-            "its net's colour (plain: cannot be removed)")
-    ax.set(xlabel="unit removed (network order)", ylabel="test error (%)",
-           title="BN statistics as trained; removing a ResNet unit keeps its shortcut, a plain "
-                 "one is replaced by the identity")
+    ax.plot([], [], color="grey", linestyle="--", linewidth=0.8, label="a downsampling unit "
+            "(plain: cannot be removed)")
+    ax.set(xlabel="unit removed (network order)")
     plotting.integer_ticks(ax.xaxis)
-    ax.set_ylim(top=max(ax.get_ylim()[1], plotting.CHANCE) + 25)  # room above for the legend
-    ax.legend(fontsize=7, handlelength=4, loc="upper center", ncols=2)
-    return plotting.finish(fig, "Removing one unit at a time (Veit et al. 2016): test error by "
-                           "the unit removed", finished.runs, out)
+    ax.legend(fontsize=7, handlelength=3, loc="upper center", ncols=1 if table.depth.iloc[0] < 32
+              else 2)
 
 
 def main(argv=sys.argv[1:]):

@@ -94,9 +94,9 @@ def analyses(finished: Runs) -> list[str]:
             "## Removing one unit (`figure_lesion.png`)", "",
             "Veit et al. (2016) removed single units from a fully trained ResNet-110 on CIFAR-10: "
             "apart from the downsampling units, its test error hardly moved. Here, per network "
-            "(mean over the seeds lesioned), the largest rise from removing one unit among the "
-            "units both families can remove (a plain net has no downsampling unit it could "
-            "remove), that rise as a share of the room the whole network left before chance "
+            "(mean over the seeds lesioned), the median and the largest rise from removing one unit "
+            "among the units both families can remove (a plain net has no downsampling unit it "
+            "could remove), the largest as a share of the room the whole network left before chance "
             "(90%), and the largest rise over every unit:", "",
             rises(lesion).to_markdown(index=False, floatfmt=".3g"), ""]
     landscape = finished.side(read_landscape, LANDSCAPE)

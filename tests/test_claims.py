@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pandas as pd
 
-from experiments.claims import (SHOWN_AT, claim_lines, claims, preactivation_table, table6,
-                                trend, verdict)
+from experiments.claims import (SHOWN_AT, claim_lines, claims, glance, preactivation_table,
+                                table6, trend, verdict)
 from src.networks import SHORTCUTS, UNITS, Network
 
 
@@ -121,3 +121,12 @@ def test_pre_activation_nets_are_compared_with_the_original_form_of_their_own_un
     assert table.loc["ResNet-110", "pre-act test error (%)"] == "23.25 ± 0.35 (n=2)"
     assert table.loc["ResNet-56", "original unit test error (%)"] == ""  # not run: left empty
     assert table.loc["ResNet-56", "pre-act test error (%)"] == "25.00 (n=1)"
+
+
+def test_the_glance_table_states_the_plain_penalty_at_each_depth():
+    runs = finals({"plain-20": [7.0, 7.2], "plain-56": [40.0, 44.0], "ResNet-20": [6.0, 6.4],
+                   "ResNet-56": [5.0], "ResNet-110": [4.5]})
+    table = glance(runs).set_index("layers")
+    assert table["plain minus ResNet, train (points)"].to_dict() == {20: "0.9", 56: "37.0",
+                                                                 110: "-"}
+    assert table.loc[56, "ResNet: train / test error (%)"] == "5.0 (1) / 8.0 (1)"

@@ -347,7 +347,8 @@ def test_the_project_readme_takes_its_verdicts_from_the_claims_block_by_block(tm
 
 def test_the_lesion_caption_compares_the_units_both_families_can_remove(tmp_path, monkeypatch):
     """A downsampling unit (first of stages 2 and 3) has no plain counterpart: the worst rise is
-    given over the shared units, as a share of the room left before chance, and over all."""
+    given over the shared units (with their median), as a share of the room left before chance,
+    and over all."""
     import experiments.plotting
     titles = {}
     monkeypatch.setattr(experiments.plotting, "save", lambda fig, out: titles.setdefault(
@@ -362,13 +363,16 @@ def test_the_lesion_caption_compares_the_units_both_families_can_remove(tmp_path
                       "test_error": [whole, *units.values()]}).to_csv(
             budget / f"runs/{shortcut}-20-s0/lesion.csv", index=False)
     assert figures([str(budget)]) == 0
-    assert titles["figure_lesion"].startswith("Removing one unit at a time (Veit et al. 2016)")
+    assert titles["figure_lesion"].startswith(
+        "Removing one unit (Veit et al. 2016), median rise in test error over the units both "
+        "families have: ResNet-20 1.5, plain-20 78 points\n"), titles["figure_lesion"]
     readme = (budget / "README.md").read_text()
     assert "![figure_lesion.png](figure_lesion.png)" in readme
     caption = readme.split("## Removing one unit")[1].split("##")[0]
     rows = {line.split("|")[1].strip(): [float(c) for c in line.split("|")[2:-1]]
             for line in caption.splitlines() if line.startswith(("| plain-20", "| ResNet-20"))}
-    assert rows == {"ResNet-20": [1, 10, 2, 0.025, 15], "plain-20": [1, 12, 78, 1, 78]}, caption
+    assert rows == {"ResNet-20": [1, 10, 1.5, 2, 0.025, 15], "plain-20": [1, 12, 78, 78, 1, 78]}, \
+        caption
 
 
 def test_the_readmes_kernel_growth_is_what_the_shipped_quick_runs_measured():
