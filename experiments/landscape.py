@@ -133,10 +133,44 @@ def edge_rise(plane: pd.DataFrame) -> float:
     return border / centre
 
 
+def not_convex(plane: pd.DataFrame, within: float = 1.0) -> float:
+    """The share (%) of the plane's inner points (off its border), those within `within` of the
+    centre in x and in y, at which the loss bends down along one of the grid's four directions
+    (x, y and the diagonals): f(p - h) + f(p + h) < 2 f(p) for the neighbours p - h, p + h, by
+    more than BEND of f(p) (landscape.csv's 6 digits cannot make one). No convex function bends
+    down (midpoint convexity), so each such point proves the loss is not convex there, at the
+    grid's scale; Li et al. read the same from a negative eigenvalue of the Hessian, whose
+    curvature along the plane is the plane's. None does not prove it convex. Unchanged by
+    multiplying the loss by a positive number."""
+    loss = plane.pivot(index="y", columns="x", values="loss")
+    f = loss.to_numpy()
+    centre = f[1:-1, 1:-1]
+    neighbours = np.min([f[1:-1, 2:] + f[1:-1, :-2], f[2:, 1:-1] + f[:-2, 1:-1],
+                         f[2:, 2:] + f[:-2, :-2], f[2:, :-2] + f[:-2, 2:]], axis=0)
+    bends = 2 * centre - neighbours > BEND * np.abs(centre)
+    x, y = np.meshgrid(loss.columns.to_numpy()[1:-1], loss.index.to_numpy()[1:-1])
+    inside = (np.abs(x) <= within + 1e-9) & (np.abs(y) <= within + 1e-9)
+    return 100 * bends[inside].mean() if inside.any() else np.nan
+
+
+BEND = 1e-4  # the least bend not_convex counts, relative to the loss
+CENTRAL = 0.5  # the central part of the plane, |x| and |y| at most this
+RATIO = "border / centre"
+
+
+def shapes(planes: pd.DataFrame) -> pd.DataFrame:
+    """Per network, seed and plane: the border / centre loss (edge_rise) and where the loss is
+    not convex (not_convex), over the plane's inner points and over its central ones."""
+    return planes.groupby(["name", "seed", "plane"]).apply(lambda plane: pd.Series({
+        RATIO: edge_rise(plane), "not convex (% of inner points)": not_convex(plane),
+        f"not convex (% of central points, x and y in [-{CENTRAL:g}, {CENTRAL:g}])": not_convex(plane, CENTRAL)}),
+        include_groups=False).reset_index()
+
+
 def figure_landscape(finished: Runs, out: Path) -> bool:
     """The line from initial to final weights for every network, and each network's plane
     around its final weights, on one colour scale (log10 of the loss); one seed per network,
-    the lowest with a landscape.csv."""
+    the lowest with a landscape.csv. The title gives where each is not convex (not_convex)."""
     import matplotlib.pyplot as plt
     import matplotlib.ticker as ticker
     table = plotting.analysed(finished, read_landscape, CSV, "figure_landscape", "experiments.landscape")
@@ -178,8 +212,12 @@ def figure_landscape(finished: Runs, out: Path) -> bool:
         {f"{grids[n]} x {grids[n]} points, {planes[planes.name == n].images.iloc[0]} training "
          "images" for n in nets})) + "; unlike Li et al.'s code: BN on batch statistics (theirs: "
         "the trained running ones), one seed (docs/runs.md)", ha="center", fontsize=7)
-    return plotting.finish(fig, "The training loss around the final weights (Li et al. 2018, "
-                           "filter-normalised) and on the line from the initial ones",
+    shares = shapes(table[table.kind == "plane"]).groupby("name")[
+        "not convex (% of inner points)"].mean()
+    said = ", ".join(f"{name} {shares[name]:.0f}%" for name in nets if shares[name] >= 0)
+    return plotting.finish(fig, "Around the final weights (Li et al. 2018) the training loss is "
+                           + (f"not convex at {said} of a plane's inner points (mean over its "
+                              "planes)" if said else "drawn on planes with no inner point"),
                            finished.runs, out)
 
 

@@ -83,7 +83,7 @@ def claims_said(runs, judged) -> list[str]:
 
 def analyses(finished: Runs) -> list[str]:
     """The captions of the lesion and landscape figures: what each measured, as tables."""
-    from experiments.landscape import CSV as LANDSCAPE, edge_rise, read_landscape
+    from experiments.landscape import CSV as LANDSCAPE, RATIO, read_landscape, shapes
     from experiments.lesion import CSV as LESION, read_lesion, rises
     from experiments.plotting import ANALYSED_NETS, barely_trained
     lines = []
@@ -103,26 +103,40 @@ def analyses(finished: Runs) -> list[str]:
     landscape = landscape[landscape.name.isin(ANALYSED_NETS) & (landscape.kind == "plane")] \
         if not landscape.empty else landscape
     if not landscape.empty:
-        rise = landscape.groupby(["name", "seed", "plane"]).apply(
-            edge_rise, include_groups=False).rename("rise").reset_index()
-        table = rise.groupby(["name", "seed"]).rise.agg(
-            planes="size", mean=lambda r: np.exp(np.log(r).mean()), lowest="min",
-            highest="max").reset_index().rename(columns={"mean": "border / centre (geometric "
-                                                         "mean over planes)"})
+        per_plane = shapes(landscape)
+        measures = per_plane.columns[3:]  # border / centre, then the not-convex shares
+        table = per_plane.groupby(["name", "seed"]).agg(
+            planes=("plane", "size"), **{column: (column, lambda values, ratio=column == RATIO:
+                                                 spread(values, ratio)) for column in measures}
+        ).reset_index()
         nets = [n for n in ANALYSED_NETS if n in set(table.name)]
         lines += [
             "## The loss landscape (`figure_landscape.png`)", "",
             "The training loss on random filter-normalised planes around each network's final "
             "weights (Li et al. 2018; the figure draws the first plane), and on the straight line "
-            "from its initial weights (Goodfellow et al. 2015). The mean loss on a plane's border "
-            "over the loss at its centre, per seed measured, over its planes (Li et al. show their "
+            "from its initial weights (Goodfellow et al. 2015). Per seed measured, over its planes "
+            "(mean, and lowest to highest): the mean loss on a plane's border over the loss at its "
+            "centre (a geometric mean; it falls as the centre's loss rises), and the share of the "
+            "plane's inner points (and of its central ones) at which the loss is not convex, "
+            "bending down along one of the grid's directions by more than 0.01% of the loss (a "
+            "convex loss never does). "
+            "Li et al. show their "
             "finding, a chaotic landscape without shortcuts, at 56 and 110 layers: 20-layer nets "
             "cannot test it, nor can a barely trained one" + "".join(
                 f"; {name} here: {barely_trained(finished.runs, name)}" for name in nets
                 if barely_trained(finished.runs, name)) + "; docs/runs.md lists where this "
             "differs from their code):", "",
-            table.to_markdown(index=False, floatfmt=".3g"), ""]
+            table.to_markdown(index=False), ""]
     return lines
+
+
+def spread(values: pd.Series, ratio: bool) -> str:
+    """'mean (lowest to highest)': a ratio's geometric mean to 3 digits, a share's in whole %."""
+    if values.isna().all():
+        return "no inner point"
+    if ratio:
+        return f"{np.exp(np.log(values).mean()):.3g} ({values.min():.3g} to {values.max():.3g})"
+    return f"{values.mean():.0f} ({values.min():.0f} to {values.max():.0f})"
 
 
 def write_budget(finished: Runs, made: list[str]) -> None:
