@@ -136,12 +136,14 @@ def edge_rise(plane: pd.DataFrame) -> float:
 def not_convex(plane: pd.DataFrame, within: float = 1.0) -> float:
     """The share (%) of the plane's inner points (off its border), those within `within` of the
     centre in x and in y, at which the loss bends down along one of the grid's four directions
-    (x, y and the diagonals): f(p - h) + f(p + h) < 2 f(p) for the neighbours p - h, p + h, by
-    more than BEND of f(p) (landscape.csv's 6 digits cannot make one). No convex function bends
-    down (midpoint convexity), so each such point proves the loss is not convex there, at the
-    grid's scale; Li et al. read the same from a negative eigenvalue of the Hessian, whose
-    curvature along the plane is the plane's. None does not prove it convex. Unchanged by
-    multiplying the loss by a positive number."""
+    (x, y and the diagonals): f(p - h) + f(p + h) < 2 f(p), h one grid step, by more than BEND
+    of f(p) (landscape.csv's 6 digits cannot make one). No convex function bends down (midpoint
+    convexity): each such point proves the loss curves down somewhere between p - h and p + h,
+    so that the Hessian there has a negative eigenvalue (Li et al. map the Hessian's
+    |min / max eigenvalue| instead; a negative one need not show in a plane). None does not
+    prove it convex. Away from the centre, a loss that levels off (near chance, say) bends down
+    in any net: CENTRAL bounds the part that asks about the minimum. Unchanged by multiplying
+    the loss by a positive number."""
     loss = plane.pivot(index="y", columns="x", values="loss")
     f = loss.to_numpy()
     centre = f[1:-1, 1:-1]
@@ -156,6 +158,7 @@ def not_convex(plane: pd.DataFrame, within: float = 1.0) -> float:
 BEND = 1e-4  # the least bend not_convex counts, relative to the loss
 CENTRAL = 0.5  # the central part of the plane, |x| and |y| at most this
 RATIO = "border / centre"
+CENTRAL_SHARE = f"not convex (% of central points, x and y in [-{CENTRAL:g}, {CENTRAL:g}])"
 
 
 def shapes(planes: pd.DataFrame) -> pd.DataFrame:
@@ -163,14 +166,15 @@ def shapes(planes: pd.DataFrame) -> pd.DataFrame:
     not convex (not_convex), over the plane's inner points and over its central ones."""
     return planes.groupby(["name", "seed", "plane"]).apply(lambda plane: pd.Series({
         RATIO: edge_rise(plane), "not convex (% of inner points)": not_convex(plane),
-        f"not convex (% of central points, x and y in [-{CENTRAL:g}, {CENTRAL:g}])": not_convex(plane, CENTRAL)}),
+        CENTRAL_SHARE: not_convex(plane, CENTRAL)}),
         include_groups=False).reset_index()
 
 
 def figure_landscape(finished: Runs, out: Path) -> bool:
     """The line from initial to final weights for every network, and each network's plane
     around its final weights, on one colour scale (log10 of the loss); one seed per network,
-    the lowest with a landscape.csv. The title gives where each is not convex (not_convex)."""
+    the lowest with a landscape.csv. The title gives where each is not convex near its centre
+    (not_convex within CENTRAL)."""
     import matplotlib.pyplot as plt
     import matplotlib.ticker as ticker
     table = plotting.analysed(finished, read_landscape, CSV, "figure_landscape", "experiments.landscape")
@@ -188,7 +192,7 @@ def figure_landscape(finished: Runs, out: Path) -> bool:
         ax.plot(line.x, line.loss, color=palette[label], marker="o", markersize=3,
                 label=f"{name} (seed {line.seed.iloc[0]})")
     ax.set(yscale="log", xlabel="0: initial weights, 1: final weights", ylabel="training loss",
-           title="the straight line between them\n(Goodfellow et al. 2015)")
+           title="the straight line from the initial to the\nfinal weights (Goodfellow et al. 2015)")
     ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))  # 1, 2, 5, 10: not 2 x 10^0
     ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
     ax.yaxis.set_minor_formatter(ticker.NullFormatter())
@@ -212,13 +216,12 @@ def figure_landscape(finished: Runs, out: Path) -> bool:
         {f"{grids[n]} x {grids[n]} points, {planes[planes.name == n].images.iloc[0]} training "
          "images" for n in nets})) + "; unlike Li et al.'s code: BN on batch statistics (theirs: "
         "the trained running ones), one seed (docs/runs.md)", ha="center", fontsize=7)
-    shares = shapes(table[table.kind == "plane"]).groupby("name")[
-        "not convex (% of inner points)"].mean()
+    shares = shapes(table[table.kind == "plane"]).groupby("name")[CENTRAL_SHARE].mean()
     said = ", ".join(f"{name} {shares[name]:.0f}%" for name in nets if shares[name] >= 0)
     return plotting.finish(fig, "Around the final weights (Li et al. 2018) the training loss is "
-                           + (f"not convex at {said} of a plane's inner points (mean over its "
-                              "planes)" if said else "drawn on planes with no inner point"),
-                           finished.runs, out)
+                           + (f"not convex at {said} of a plane's central points (x and y within "
+                              f"{CENTRAL:g} of the centre; mean over its planes)" if said else
+                              "drawn on planes with no inner point"), finished.runs, out)
 
 
 def main(argv=sys.argv[1:]):

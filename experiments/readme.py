@@ -117,9 +117,10 @@ def analyses(finished: Runs) -> list[str]:
             "from its initial weights (Goodfellow et al. 2015). Per seed measured, over its planes "
             "(mean, and lowest to highest): the mean loss on a plane's border over the loss at its "
             "centre (a geometric mean; it falls as the centre's loss rises), and the share of the "
-            "plane's inner points (and of its central ones) at which the loss is not convex, "
-            "bending down along one of the grid's directions by more than 0.01% of the loss (a "
-            "convex loss never does). "
+            "plane's inner points, and of its central ones, at which the loss is not convex: it "
+            "bends down along one of the grid's directions by more than 0.01% of the loss, which "
+            "a convex loss never does (away from the centre, a loss that levels off, near chance "
+            "say, bends down in any net). "
             "Li et al. show their "
             "finding, a chaotic landscape without shortcuts, at 56 and 110 layers: 20-layer nets "
             "cannot test it, nor can a barely trained one" + "".join(

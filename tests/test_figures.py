@@ -309,29 +309,34 @@ def test_figure_preact_pairs_each_unit_with_its_own_original_form(tmp_path, monk
         "37.00 (n=1)", "5.93", "28.00 (n=1)", "5.46"]
 
 
-def test_the_landscape_caption_states_each_nets_rise_from_its_landscape_csv(tmp_path, monkeypatch):
-    """The rise is measured, not judged by the rule: in the README's caption, not the title."""
+def test_the_landscape_caption_states_each_nets_measures_from_its_landscape_csv(tmp_path,
+                                                                              monkeypatch):
+    """The caption gives each net's border / centre loss and its not-convex shares; the title
+    the central share: a 3 x 3 bowl (plain) bends nowhere, a 5 x 5 cap (ResNet) everywhere."""
     import experiments.plotting
     titles = {}
     monkeypatch.setattr(experiments.plotting, "save", lambda fig, out: titles.setdefault(
         out.stem, fig._suptitle.get_text()))
     budget = tmp_path / "quick"
-    for shortcut, k in [("none", 4.0), ("identity", 0.5)]:
+    for shortcut, axis, loss in [("none", (-1, 0, 1), lambda x, y: 1 + 4 * (x * x + y * y)),
+                                 ("identity", (-1, -0.5, 0, 0.5, 1),
+                                  lambda x, y: 2 - 0.5 * (x * x + y * y))]:
         fake_run(budget, shortcut, 20, 0, 10, 12)
-        grid = [(x, y) for x in (-1, 0, 1) for y in (-1, 0, 1)]
         pd.DataFrame([{"kind": "line", "x": a, "y": 0.0, "loss": 2.3 - a, "error": 0,
                        "images": 256} for a in (0, 0.5, 1)]
-                     + [{"kind": "plane", "x": x, "y": y, "loss": 1 + k * (x * x + y * y),
-                         "error": 0, "images": 256} for x, y in grid]).to_csv(
+                     + [{"kind": "plane", "x": x, "y": y, "loss": loss(x, y), "error": 0,
+                         "images": 256} for x in axis for y in axis]).to_csv(
             budget / "runs" / run_name("original", shortcut, 20, 0) / "landscape.csv", index=False)
     assert figures([str(budget)]) == 0
-    assert "x (" not in titles["figure_landscape"]
+    assert "plain-20 0%, ResNet-20 100% of a plane's central points" in titles["figure_landscape"]
     caption = (budget / "README.md").read_text().split("## The loss landscape")[1].split("##")[0]
-    # the border of a 3 x 3 plane: 4 points at distance 1, 4 corners at sqrt(2): mean r^2 1.5
+    # the border of a 3 x 3 plane: 4 points at distance 1, 4 corners at sqrt(2): mean r^2 1.5;
+    # of a 5 x 5 one: 16 points, mean r^2 (10 x 1.5 + 6 x 7 / 6) / 16 = 1.375
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[3:7]] for line in
             caption.splitlines() if line.startswith(("| plain-20", "| ResNet-20"))}
     assert rows == {"plain-20": ["1", "7 (7 to 7)", "0 (0 to 0)", "0 (0 to 0)"],
-                    "ResNet-20": ["1", "1.75 (1.75 to 1.75)", "0 (0 to 0)", "0 (0 to 0)"]}, caption
+                    "ResNet-20": ["1", "0.656 (0.656 to 0.656)", "100 (100 to 100)",
+                                  "100 (100 to 100)"]}, caption
 
 
 def test_the_project_readme_takes_its_verdicts_from_the_claims_block_by_block(tmp_path):

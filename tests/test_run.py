@@ -169,8 +169,9 @@ def test_filter_normalised_directions_match_each_filters_norm_and_skip_bn():
 
 def test_not_convex_finds_no_bend_on_a_convex_plane_and_every_one_on_a_saddle():
     """Midpoint convexity on the grid: a convex bowl (also one that is flat along the diagonal)
-    bends down nowhere, a saddle and a cap everywhere, at any level and positive scale; a bowl
-    whose loss saturates away from its centre, only there."""
+    bends down nowhere; saddles that bend along x, along y or along one diagonal only, and a cap,
+    everywhere, at any positive scale; a bowl whose loss saturates away from its centre, only
+    there."""
     from experiments.landscape import CENTRAL, not_convex
     axis = np.linspace(-1, 1, 11)
     x, y = (a.ravel() for a in np.meshgrid(axis, axis))
@@ -179,10 +180,12 @@ def test_not_convex_finds_no_bend_on_a_convex_plane_and_every_one_on_a_saddle():
         return not_convex(pd.DataFrame({"x": x, "y": y, "loss": loss}), within)
 
     assert share(x ** 2 + y ** 2) == share((x - y) ** 2) == share(np.abs(x) + 0.0 * y) == 0
-    assert share(x ** 2 - y ** 2) == share(-(x ** 2) - y ** 2) == 100
+    assert share(x ** 2 - y ** 2) == share(y ** 2 - x ** 2) == share(-(x ** 2) - y ** 2) == 100
+    assert share(x ** 2 + y ** 2 + 3 * x * y) == share(x ** 2 + y ** 2 - 3 * x * y) == 100
     assert share(3 + 7 * (x ** 2 - 0.5 * y ** 2)) == share(x ** 2 - 0.5 * y ** 2) == 100
     saturating = 1 - np.exp(-4 * (x ** 2 + y ** 2))  # concave along the radius beyond r = 0.35
-    assert share(saturating, CENTRAL / 2) == 0 and 0 < share(saturating) < 100
+    assert share(saturating, CENTRAL / 2) == 0  # the 9 points within 0.2 of the centre
+    assert share(saturating, CENTRAL) == 64 and share(saturating) == pytest.approx(800 / 9)
 
 
 def test_sigterm_checkpoints_mid_interval_and_the_rerun_continues_without_gaps(smoke):
