@@ -259,21 +259,29 @@ def readme_lines(plan, runs, judged, follow_up=None) -> list[str]:
     return lines
 
 
-def glance_lines(plan, judged) -> list[str]:
+def verdict_line(plan, label: str, rows: pd.DataFrame, where: str = "") -> str:
+    """One intervention's three verdicts as the rule says them, with the final errors."""
+    lift, against, step = (rows.set_index("verdict of").loc[k] for k in (
+        "(i) lifts plain-56", "(ii) against ResNet-56", "(iii) holds the early step up"))
+    return (f"- {label}{where}: final training error {lift['lower']} against {lift['higher']} for "
+            f"{plan['baseline']} and {against['lower']} for {plan['reference']}: (i) lifts "
+            f"plain-56 **{lift['verdict']}**; (ii) **{against['verdict']}**; (iii) its early "
+            f"layers' step raised (first logged row): **{step['verdict']}**.")
+
+
+def glance_lines(plan, judged, follow_up=None, waiting=()) -> list[str]:
     """The project README's lines: each intervention's verdicts as the rule says them, then what
     they decide about the explanation, from the interventions that did hold the early step up
-    (verdict (iii) shown), and only where the rule decided it."""
+    (verdict (iii) shown), and only where the rule decided it; then the follow-up budget's
+    verdicts (`follow_up`: its judged table), or its runs still training (`waiting`: label,
+    status, iteration, of)."""
     lines, engaged = [], []
     for label, rows in judged.groupby("intervention", sort=False):
-        verdicts = {row["verdict of"]: row for _, row in rows.iterrows()}
-        lift, against, step = (verdicts[k] for k in ("(i) lifts plain-56", "(ii) against ResNet-56",
-                                                     "(iii) holds the early step up"))
-        lines.append(f"- {label}: final training error {lift['lower']} against "
-                     f"{lift['higher']} for {plan['baseline']} and {against['lower']} for "
-                     f"{plan['reference']}: (i) lifts plain-56 **{lift['verdict']}**; (ii) "
-                     f"**{against['verdict']}**; (iii) the early step held up: "
-                     f"**{step['verdict']}**.")
-        if step["verdict"] == "shown":
+        lines.append(verdict_line(plan, label, rows))
+        verdicts = rows.set_index("verdict of").verdict
+        if verdicts["(iii) holds the early step up"] == "shown":
+            lift, against = (rows.set_index("verdict of").loc[k] for k in (
+                "(i) lifts plain-56", "(ii) against ResNet-56"))
             engaged.append((label, lift, against))
     if engaged and all(a["verdict"] == "shown worse than ResNet-56" for _, _, a in engaged):
         lifted = [(label, lift) for label, lift, _ in engaged if lift["verdict"] == "shown"]
@@ -281,16 +289,37 @@ def glance_lines(plan, judged) -> list[str]:
         closed = "; ".join(f"{label} closed {100 * lift['difference'] / gap:.0f}% of the "
                            f"{gap:.1f} points between {plan['baseline']} and {plan['reference']}"
                            for label, lift in lifted)
+        these = "this intervention" if len(engaged) == 1 else "these interventions"
         lines += ["", f"Where the early layers' effective step was held up ((iii) shown: "
                   f"{', '.join(label for label, _, _ in engaged)}), {plan['baseline']} still "
                   f"trained worse than {plan['reference']} ((ii) shown)" + (
                       f", though better than without ((i) shown; {closed})" if lifted else "")
-                  + ": at this budget, holding the step up removed "
+                  + f": at this budget, {these} removed "
                   + ("part of the deficit, not all of it" if lifted else
                      "none of the deficit the rule can see")
                   + ". The interventions act on every layer, not on the early ones alone: "
                   "this does not tell whether it is the early layers' step that matters."]
+    later = plan["follow_up"]["budget"]
+    if follow_up is not None and not follow_up.empty or waiting:
+        lines += ["", f"At the `{later}` budget (`make interventions-long`, the interventions "
+                  f"that passed (i), {plan['follow_up']['seeds']} seed at least):", ""]
+    if follow_up is not None:
+        lines += [verdict_line(plan, label, rows, f" ({later})")
+                  for label, rows in follow_up.groupby("intervention", sort=False)]
+    lines += [f"- {label}: {status} at iteration {iteration:,} of {of:,}; judged by the same "
+              "rule once it finishes." for label, status, iteration, of in waiting]
     return lines
+
+
+def unfinished(results: Path, plan: dict) -> list[tuple]:
+    """(label, status, iteration, of) of each parked run of the interventions at the follow-up
+    budget (experiments.runs.load_runs' progress)."""
+    found = []
+    for spec_name, spec in plan["interventions"].items():
+        folder = results / FOLDER / spec_name / plan["follow_up"]["budget"]
+        if (folder / "runs").is_dir():
+            found += [(spec["label"], *state) for state in load_runs(folder).progress.values()]
+    return found
 
 
 def draw(results: Path) -> int:
@@ -314,7 +343,9 @@ def draw(results: Path) -> int:
     write_text(folder / "README.md", "\n".join(readme_lines(
         plan, runs, judged, drawn.get(plan["follow_up"]["budget"]))))
     if folder.resolve() == (ROOT / "results" / FOLDER).resolve():  # the shipped ones
-        write_findings(ROOT / "README.md", FOLDER, glance_lines(plan, judged))
+        later = drawn.get(plan["follow_up"]["budget"])
+        write_findings(ROOT / "README.md", FOLDER, glance_lines(
+            plan, judged, later[1] if later else None, unfinished(results, plan)))
     written = [f"figure_interventions{'' if b == plan['budget'] else '_' + b}.png" for b in drawn]
     print(f"{folder}: wrote {', '.join(written)}, README.md")
     return 0

@@ -1,5 +1,7 @@
 """The interventions on plain-56 (conf/interventions.yaml): runnable as planned, judged by the
 claims' rule, drawn and written from run folders alone."""
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +93,17 @@ def test_the_long_follow_up_trains_only_what_lifted_plain_56_and_is_drawn_beside
     assert "train.kernel_norm=held" in calls[0]
     for shortcut in ("none", "identity"):
         fake_run(results / "long", shortcut, 56, 1, 30.0 if shortcut == "none" else 5.0, 30.0)
+    held = plan["interventions"]["held_kernel_norms"]["label"]
+    fake_run(results / "interventions/held_kernel_norms/long", "none", 56, 0, 25.0, 26.0,
+             status="parked")  # the follow-up on its way: said with its progress
+    summary = results / "interventions/held_kernel_norms/long/runs/none-56-s0/summary.json"
+    parked = json.loads(summary.read_text())
+    summary.write_text(json.dumps(parked | {"iterations": 5100, "config": parked["config"] | {
+        "train": parked["config"]["train"] | {"iterations": 16000}}}))
+    assert interventions.unfinished(results, plan) == [(held, "parked", 5100, 16000)]
+    shutil.rmtree(summary.parent)
     fake_run(results / "interventions/held_kernel_norms/long", "none", 56, 0, 25.0, 26.0)
+    assert interventions.unfinished(results, plan) == []
     assert interventions.main([str(results)]) == 0
     assert (results / "interventions/figure_interventions_long.png").exists()
     section = (results / "interventions/README.md").read_text().split("## At the `long` budget")[1]
@@ -127,12 +139,23 @@ def test_the_readme_concludes_only_what_every_interventions_verdicts_decide():
                                "shown: plain-56, kernel norms held, plain-56, warm-up)")
     assert both[-1].endswith("closed 25% of the 20.0 points between plain-56 and ResNet-56; "
                              "plain-56, warm-up closed 25% of the 20.0 points between plain-56 "
-                             "and ResNet-56): at this budget, holding the step up removed part "
+                             "and ResNet-56): at this budget, these interventions removed part "
                              "of the deficit, not all of it. The interventions act on every "
                              "layer, not on the early ones alone: this does not tell whether it "
                              "is the early layers' step that matters.")
     one = interventions.glance_lines(plan, judged("not shown worse than ResNet-56"))
     assert len(one) == 2  # one held the step up and was not shown worse: no conclusion
+    held = plan["interventions"]["held_kernel_norms"]["label"]
+    waiting = interventions.glance_lines(plan, judged("not shown worse than ResNet-56"), None,
+                                         [(held, "parked", 5100, 16000)])
+    assert waiting[-1] == (f"- {held}: parked at iteration 5,100 of 16,000; judged by the same "
+                           "rule once it finishes.")
+    assert waiting[-3].startswith("At the `long` budget (`make interventions-long`")
+    later = judged("shown worse than ResNet-56")
+    finished = interventions.glance_lines(plan, later, later[later.intervention == held])
+    assert finished[-1].startswith(f"- {held} (long): final training error 70.0 against 75.7")
+    assert finished[-1].endswith("(iii) its early layers' step raised (first logged row): "
+                                 "**shown**.")
 
 
 def test_every_shipped_intervention_run_is_finished_for_the_command_that_trains_it():
