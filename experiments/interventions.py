@@ -278,11 +278,10 @@ def glance_lines(plan, judged, follow_up=None, waiting=()) -> list[str]:
     lines, engaged = [], []
     for label, rows in judged.groupby("intervention", sort=False):
         lines.append(verdict_line(plan, label, rows))
-        verdicts = rows.set_index("verdict of").verdict
-        if verdicts["(iii) holds the early step up"] == "shown":
-            lift, against = (rows.set_index("verdict of").loc[k] for k in (
-                "(i) lifts plain-56", "(ii) against ResNet-56"))
-            engaged.append((label, lift, against))
+        verdicts = rows.set_index("verdict of")
+        if verdicts.loc["(iii) holds the early step up", "verdict"] == "shown":
+            engaged.append((label, verdicts.loc["(i) lifts plain-56"],
+                            verdicts.loc["(ii) against ResNet-56"]))
     if engaged and all(a["verdict"] == "shown worse than ResNet-56" for _, _, a in engaged):
         lifted = [(label, lift) for label, lift, _ in engaged if lift["verdict"] == "shown"]
         gap = engaged[0][1]["difference"] + engaged[0][2]["difference"]  # plain-56 - ResNet-56

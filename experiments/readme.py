@@ -83,7 +83,7 @@ def claims_said(runs, judged) -> list[str]:
 
 def analyses(finished: Runs) -> list[str]:
     """The captions of the lesion and landscape figures: what each measured, as tables."""
-    from experiments.landscape import CSV as LANDSCAPE, RATIO, read_landscape, shapes
+    from experiments.landscape import CSV as LANDSCAPE, read_landscape, shapes
     from experiments.lesion import CSV as LESION, read_lesion, rises
     from experiments.plotting import ANALYSED_NETS, barely_trained
     lines = []
@@ -106,8 +106,7 @@ def analyses(finished: Runs) -> list[str]:
         per_plane = shapes(landscape)
         measures = per_plane.columns[3:]  # border / centre, then the not-convex shares
         table = per_plane.groupby(["name", "seed"]).agg(
-            planes=("plane", "size"), **{column: (column, lambda values, ratio=column == RATIO:
-                                                 spread(values, ratio)) for column in measures}
+            planes=("plane", "size"), **{column: (column, spread) for column in measures}
         ).reset_index()
         nets = [n for n in ANALYSED_NETS if n in set(table.name)]
         lines += [
@@ -131,11 +130,13 @@ def analyses(finished: Runs) -> list[str]:
     return lines
 
 
-def spread(values: pd.Series, ratio: bool) -> str:
-    """'mean (lowest to highest)': a ratio's geometric mean to 3 digits, a share's in whole %."""
+def spread(values: pd.Series) -> str:
+    """'mean (lowest to highest)' of one landscape measure (its name): the border / centre
+    ratio's geometric mean to 3 digits, a not-convex share's in whole %."""
+    from experiments.landscape import RATIO
     if values.isna().all():
         return "no inner point"
-    if ratio:
+    if values.name == RATIO:
         return f"{np.exp(np.log(values).mean()):.3g} ({values.min():.3g} to {values.max():.3g})"
     return f"{values.mean():.0f} ({values.min():.0f} to {values.max():.0f})"
 
