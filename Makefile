@@ -12,6 +12,12 @@ LAUNCHER   ?= basic## basic (this machine, JOBS at once) | joblib | submitit_loc
 RESULTS    ?= results## the root of all run folders, figures and tables
 ARGS       ?=## more run overrides, e.g. ARGS='depth=20,56 data.dir=/data/tfds'
 
+# Unless TENSORFLOW= is given (command line or environment), every target keeps the TensorFlow that
+# .venv has: after `make setup TENSORFLOW='tensorflow[and-cuda]==...'` the other targets train on the GPU.
+ifeq ($(origin TENSORFLOW),file)
+TENSORFLOW := $(or $(shell cat $(VENV)/.installed 2>/dev/null),$(TENSORFLOW))
+endif
+
 .PHONY: help setup test test-fast test-all reproduce-cifar interventions interventions-long park figures bench tensorboard
 
 help: ## list the targets and variables
@@ -55,7 +61,7 @@ interventions: setup ## plain-56 with each intervention of conf/interventions.ya
 	status=$$?; [ $$status -eq 2 ] || [ $$status -gt 128 ] && exit $$status; \
 	$(PY) -m experiments.interventions $(RESULTS) && exit $$status
 
-interventions-long: setup ## each intervention that lifted plain-56 at quick, at the long budget (1 seed: hours), judged
+interventions-long: setup ## each intervention that lifted plain-56 at quick, at the long budget (1 seed: hours), beside the baseline
 	$(PY) -m experiments.interventions train-long $(RESULTS); \
 	status=$$?; [ $$status -eq 2 ] || [ $$status -gt 128 ] && exit $$status; \
 	$(PY) -m experiments.interventions $(RESULTS) && exit $$status

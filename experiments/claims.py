@@ -236,7 +236,10 @@ def claim_lines(judged, budget, note=True) -> list[str]:
         shown = (decided.verdict == "shown").sum()
         lines.append(f"- {claim}: **{claim_word(rows)}** (shown in {shown} of {len(rows)} comparisons"
                      + (f", {len(rows) - len(decided)} not decided: a side with one seed)."
-                        if len(decided) < len(rows) else ")."))
+                        if len(decided) < len(rows) else ").")
+                     + (" This length does not test the paper's claim, made after 64,000 "
+                        "iterations."
+                        if claim.startswith("(c)") and budget != "paper" else ""))
     if budget != "paper" and note:
         lines.append("- (c) is the paper's Table 6, the result of the full 64k-iteration schedule; "
                      "whatever a shorter budget shows, the test of it is the paper budget on a "

@@ -221,9 +221,10 @@ def compute_lines(plan, runs) -> list[str]:
             f"- code: commit {', '.join(sorted(set(mine.commits.sum()) - {'unknown'}))}"]
 
 
-def readme_lines(plan, runs, judged, follow_up=None) -> list[str]:
+def readme_lines(plan, runs, judged, follow_up=None, waiting=()) -> list[str]:
     """results/interventions/README.md: the interventions, the rule, the verdicts at the plan's
-    budget, and `follow_up` = (runs, judged) at the follow-up budget where any ran."""
+    budget, `follow_up` = (runs, judged) at the follow-up budget where any finished, and the
+    `waiting` ones there (`unfinished`)."""
     listed = [f"- **{spec['label']}** (`{' '.join(spec['overrides'])}`): {spec['what']}. "
               f"Source: {spec['source']}." for spec in plan["interventions"].values()]
     later = plan["follow_up"]["budget"]
@@ -256,6 +257,9 @@ def readme_lines(plan, runs, judged, follow_up=None) -> list[str]:
             printed(long_judged), "",
             "Final training error per seed, %:", "", per_seed_table(plan, long_runs), "",
             *compute_lines(plan, long_runs), ""]
+    if waiting:
+        lines += ([] if follow_up is not None else [f"## At the `{later}` budget", ""]) + [
+            *waiting_lines(plan, waiting), ""]
     return lines
 
 
@@ -305,9 +309,18 @@ def glance_lines(plan, judged, follow_up=None, waiting=()) -> list[str]:
     if follow_up is not None:
         lines += [verdict_line(plan, label, rows, f" ({later})")
                   for label, rows in follow_up.groupby("intervention", sort=False)]
-    lines += [f"- {label}: {status} at iteration {iteration:,} of {of:,}; judged by the same "
-              "rule once it finishes." for label, status, iteration, of in waiting]
-    return lines
+    return lines + waiting_lines(plan, waiting)
+
+
+def waiting_lines(plan, waiting) -> list[str]:
+    """One line per follow-up run still training or parked: where it is, and what the rule can
+    make of it once it finishes (one seed a side: only "not decided")."""
+    seeds = plan["follow_up"]["seeds"]
+    decides = ("judged by the same rule once it finishes" if seeds > 1 else
+               "once it finishes, its final error is set beside the baseline's seeds; with one "
+               "seed the rule can only call it not decided")
+    return [f"- {label}: {status} at iteration {iteration:,} of {of:,}; {decides}."
+            for label, status, iteration, of in waiting]
 
 
 def unfinished(results: Path, plan: dict) -> list[tuple]:
@@ -339,12 +352,11 @@ def draw(results: Path) -> int:
         print(f"{folder}: no finished intervention runs (make interventions); nothing written")
         return 0
     runs, judged = drawn[plan["budget"]]
-    write_text(folder / "README.md", "\n".join(readme_lines(
-        plan, runs, judged, drawn.get(plan["follow_up"]["budget"]))))
+    later, waiting = drawn.get(plan["follow_up"]["budget"]), unfinished(results, plan)
+    write_text(folder / "README.md", "\n".join(readme_lines(plan, runs, judged, later, waiting)))
     if folder.resolve() == (ROOT / "results" / FOLDER).resolve():  # the shipped ones
-        later = drawn.get(plan["follow_up"]["budget"])
         write_findings(ROOT / "README.md", FOLDER, glance_lines(
-            plan, judged, later[1] if later else None, unfinished(results, plan)))
+            plan, judged, later[1] if later else None, waiting))
     written = [f"figure_interventions{'' if b == plan['budget'] else '_' + b}.png" for b in drawn]
     print(f"{folder}: wrote {', '.join(written)}, README.md")
     return 0

@@ -63,7 +63,7 @@ def at_a_glance(runs, judged) -> list[str]:
     return [f"Final error after {runs.iterations.max():,} iterations, % (mean ± sd over seeds, "
             "n; training error: running, over the last logged interval of augmented batches; test "
             "error: the 10,000 test images); the paper's values after 64,000" + (
-                f"; every finished seed, the pilot runs that chose this budget's length "
+                f"; every finished seed, the scouting runs that chose this budget's length "
                 f"({named}) included, which the claims leave out" if named else "") + ":", "",
             glance(runs).to_markdown(index=False), *claims_said(runs, judged)]
 

@@ -249,6 +249,24 @@ def test_make_help_lists_every_target_and_every_variable_with_its_default():
         assert re.search(rf"^  {variable}={re.escape(default)} +# \S", shown, re.M), variable
 
 
+def test_make_keeps_the_tensorflow_that_setup_installed_unless_another_is_named(tmp_path):
+    """After `make setup TENSORFLOW='tensorflow[and-cuda]...'` a plain `make reproduce-cifar` must
+    not put the CPU TensorFlow back (its set-up step installs whatever TENSORFLOW says)."""
+    from tests.helpers import ROOT
+    gpu, cpu = "tensorflow[and-cuda]==2.21.0", "tensorflow-cpu==2.21.0"
+    (tmp_path / ".installed").write_text(gpu + "\n")  # newer than requirements.txt: no new venv
+    environment = {k: v for k, v in os.environ.items() if k != "TENSORFLOW"}
+
+    def setup_commands(*words):
+        return subprocess.run(["make", "--no-print-directory", "-n", "-C", str(ROOT), "setup",
+                               f"VENV={tmp_path}", *words], capture_output=True, text=True,
+                              timeout=60, env=environment).stdout
+
+    kept = setup_commands()
+    assert f"grep -qxF '{gpu}'" in kept and cpu not in kept
+    assert f"--disable-pip-version-check '{cpu}'" in setup_commands(f"TENSORFLOW={cpu}")
+
+
 def test_run_help_lists_every_documented_key_with_its_value_and_the_runs_cost():
     from src.config import documented_keys
     shown = run("budget=smoke", "depth=8", "shortcut=none", "--help")

@@ -101,6 +101,9 @@ def test_the_long_follow_up_trains_only_what_lifted_plain_56_and_is_drawn_beside
     summary.write_text(json.dumps(parked | {"iterations": 5100, "config": parked["config"] | {
         "train": parked["config"]["train"] | {"iterations": 16000}}}))
     assert interventions.unfinished(results, plan) == [(held, "parked", 5100, 16000)]
+    assert interventions.main([str(results)]) == 0
+    section = (results / "interventions/README.md").read_text().split("## At the `long` budget")[1]
+    assert f"- {held}: parked at iteration 5,100 of 16,000; " in section
     shutil.rmtree(summary.parent)
     fake_run(results / "interventions/held_kernel_norms/long", "none", 56, 0, 25.0, 26.0)
     assert interventions.unfinished(results, plan) == []
@@ -148,8 +151,10 @@ def test_the_readme_concludes_only_what_every_interventions_verdicts_decide():
     held = plan["interventions"]["held_kernel_norms"]["label"]
     waiting = interventions.glance_lines(plan, judged("not shown worse than ResNet-56"), None,
                                          [(held, "parked", 5100, 16000)])
-    assert waiting[-1] == (f"- {held}: parked at iteration 5,100 of 16,000; judged by the same "
-                           "rule once it finishes.")
+    assert waiting[-1] == (f"- {held}: parked at iteration 5,100 of 16,000; once it finishes, "
+                           "its final error is set beside the baseline's seeds; with one seed the "
+                           "rule can only call it not decided.")
+    assert plan["follow_up"]["seeds"] == 1  # else: "judged by the same rule once it finishes"
     assert waiting[-3].startswith("At the `long` budget (`make interventions-long`")
     later = judged("shown worse than ResNet-56")
     finished = interventions.glance_lines(plan, later, later[later.intervention == held])
