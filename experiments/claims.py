@@ -228,8 +228,8 @@ def finding(judged, claim: str) -> str | None:
 
 def claim_lines(judged, budget, note=True) -> list[str]:
     """One line per claim: in how many of its comparisons the rule finds it shown. A claim with
-    undecided comparisons is "shown" or "not shown" only "where decided". `note`: and, below the
-    paper's budget, where (c) is tested."""
+    undecided comparisons is "shown" or "not shown" only "where decided". Below the paper's budget,
+    where (c) is tested: a line of its own with `note`, else at the end of (c)'s line."""
     lines = []
     for claim, rows in (judged.groupby("claim", sort=False) if not judged.empty else []):
         decided = rows[~rows.verdict.str.startswith("not decided")]
@@ -239,7 +239,7 @@ def claim_lines(judged, budget, note=True) -> list[str]:
                         if len(decided) < len(rows) else ").")
                      + (" This length does not test the paper's claim, made after 64,000 "
                         "iterations."
-                        if claim.startswith("(c)") and budget != "paper" else ""))
+                        if claim.startswith("(c)") and budget != "paper" and not note else ""))
     if budget != "paper" and note:
         lines.append("- (c) is the paper's Table 6, the result of the full 64k-iteration schedule; "
                      "whatever a shorter budget shows, the test of it is the paper budget on a "

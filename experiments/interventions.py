@@ -245,10 +245,11 @@ def readme_lines(plan, runs, judged, follow_up=None, waiting=()) -> list[str]:
         "## Verdicts", "", printed(judged), "",
         "Final training error per seed, %:", "", per_seed_table(plan, runs), "",
         *compute_lines(plan, runs), ""]
+    if follow_up is not None or waiting:
+        lines += [f"## At the `{later}` budget", ""]
     if follow_up is not None:
         long_runs, long_judged = follow_up
         lines += [
-            f"## At the `{later}` budget", "",
             f"The interventions that lifted plain-56 at `{plan['budget']}` (verdict (i)), "
             f"{plan['follow_up']['seeds']} seed at least, beside the shipped {plan['baseline']} "
             f"and {plan['reference']} of `{later}/runs/` "
@@ -257,10 +258,7 @@ def readme_lines(plan, runs, judged, follow_up=None, waiting=()) -> list[str]:
             printed(long_judged), "",
             "Final training error per seed, %:", "", per_seed_table(plan, long_runs), "",
             *compute_lines(plan, long_runs), ""]
-    if waiting:
-        lines += ([] if follow_up is not None else [f"## At the `{later}` budget", ""]) + [
-            *waiting_lines(plan, waiting), ""]
-    return lines
+    return lines + ([*waiting_lines(plan, waiting), ""] if waiting else [])
 
 
 def verdict_line(plan, label: str, rows: pd.DataFrame, where: str = "") -> str:
