@@ -559,3 +559,14 @@ def test_the_op_profile_of_make_bench_accounts_for_every_op_kind():
     assert {"convolution forward", "convolution backward, input", "convolution backward, filter",
             "batch norm forward", "batch norm backward"} <= set(table.kind)
     assert table.share.sum() == pytest.approx(1) and (table.ms_per_step > 0).all()
+
+
+@pytest.mark.parametrize("gpu, extensions, timed", [
+    (False, ["AVX2", "FMA"], ["float32"]),  # emulated bfloat16: 12x slower, not timed
+    (False, ["AVX2", "FMA", "AVX-512", "AVX-512 VNNI", "AVX-512 BF16"], ["float32", "mixed_bfloat16"]),
+    (False, ["AVX2", "AVX-512", "AMX"], ["float32", "mixed_bfloat16"]),
+    (True, [], ["float32", "mixed_bfloat16", "mixed_float16"]),
+])
+def test_make_bench_times_the_precisions_the_hardware_computes_in(gpu, extensions, timed):
+    from src.bench import precisions_to_time
+    assert precisions_to_time(gpu, extensions) == timed
