@@ -78,6 +78,7 @@ def test_make_interventions_draws_and_writes_from_the_run_folders(results, capsy
     per_seed = next(line for line in readme.split("per seed")[1].splitlines()
                     if line.startswith("| plain-56, kernel norms held"))
     assert [c.strip() for c in per_seed.split("|")[2:5]] == ["50.00", "52.00", "54.00"]
+    assert "compute of the interventions: 0.10 h of wall time over 6 runs" in readme  # 6 x 60 s
 
 
 def test_the_long_follow_up_trains_only_what_lifted_plain_56_and_is_drawn_beside_it(
@@ -111,6 +112,7 @@ def test_the_long_follow_up_trains_only_what_lifted_plain_56_and_is_drawn_beside
     assert (results / "interventions/figure_interventions_long.png").exists()
     section = (results / "interventions/README.md").read_text().split("## At the `long` budget")[1]
     assert "not decided: a side with one seed" in section and "25.00" in section
+    assert "compute of the interventions: 0.02 h of wall time over 1 run" in section
 
 
 def test_no_intervention_runs_is_one_line_and_nothing_written(tmp_path, capsys):
