@@ -316,10 +316,12 @@ CALLS = f"trainer, {STEPS_PER_CALL} step per call"
 
 
 def precisions_to_time(gpu: bool, extensions: list[str]) -> list[str]:
-    """The precisions make bench times: float32; bfloat16 where the hardware computes in it (a
-    GPU, AVX-512 BF16, AMX; on an AVX2 CPU TensorFlow emulates it: 24 images/s against float32's
-    300 at ResNet-20 on a 2-core AVX2 EPYC, eleven minutes per trainer row); float16 on a GPU."""
-    native_bfloat16 = gpu or bool({"AVX-512 BF16", "AMX"} & set(extensions))
+    """The precisions make bench times: float32; bfloat16 on a GPU and on CPUs with bfloat16
+    arithmetic (AVX-512 BF16, AMX; elsewhere TensorFlow emulates it: 24 images/s against
+    float32's 300 at ResNet-20 on a 2-core AVX2 EPYC, eleven minutes per trainer row); float16
+    on a GPU. `extensions`: machine.vector_extensions()'s names."""
+    bfloat16_units = {machine.EXTENSIONS["avx512_bf16"], machine.EXTENSIONS["amx_tile"]}
+    native_bfloat16 = gpu or bool(bfloat16_units & set(extensions))
     return (["float32"] + (["mixed_bfloat16"] if native_bfloat16 else [])
             + (["mixed_float16"] if gpu else []))
 

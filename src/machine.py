@@ -3,8 +3,9 @@ that TensorFlow's CPU convolutions run in where it is on. A leaf module (no Tens
 
 TensorFlow 2.21 turns oneDNN on by default only on x86 CPUs with AVX-512 VNNI or BF16, or AMX.
 On an AVX2 CPU (most laptops and desktops, and some of this project's machines) it leaves it off
-and runs its convolutions as Eigen matrix products: measured 1.9x (ResNet-20) to 2.4x (ResNet-56)
-slower than with oneDNN's jit:avx2 kernels on a 2-core AVX2 EPYC (docs/speed.md). The suite
+and runs its convolutions as Eigen matrix products: the trainer measured 1.4-1.9x (ResNet-20)
+and 1.8-2.0x (ResNet-56) slower than with oneDNN's jit:avx2 kernels on a 2-core AVX2 EPYC
+(docs/speed.md). The suite
 therefore turns it on wherever TensorFlow would leave it off, unless the user set it.
 """
 import os
