@@ -217,7 +217,8 @@ def compute_lines(plan, runs) -> list[str]:
         return []
     machines = sorted(set(mine.machines.sum()))
     return [f"- compute of the interventions: {mine.wall_seconds.sum() / 3600:.2f} h of wall time "
-            f"over {len(mine)} run{'s' * (len(mine) != 1)}" + (f", on {'; '.join(machines)}" if machines else ""),
+            f"over {len(mine)} run{'s' * (len(mine) != 1)}"
+            + (f", on {'; '.join(machines)}" if machines else ""),
             f"- code: commit {', '.join(sorted(set(mine.commits.sum()) - {'unknown'}))}"]
 
 

@@ -5,8 +5,8 @@ TensorFlow 2.21 turns oneDNN on by default only on x86 CPUs with AVX-512 VNNI or
 On an AVX2 CPU (most laptops and desktops, and some of this project's machines) it leaves it off
 and runs its convolutions as Eigen matrix products: the trainer measured 1.4-1.9x (ResNet-20)
 and 1.8-2.0x (ResNet-56) slower than with oneDNN's jit:avx2 kernels on a 2-core AVX2 EPYC
-(docs/speed.md). The suite
-therefore turns it on wherever TensorFlow would leave it off, unless the user set it.
+(docs/speed.md). The suite therefore turns it on wherever TensorFlow would leave it off, unless
+the user set it.
 """
 import os
 import platform
