@@ -37,6 +37,11 @@ def verdict(difference, stds) -> tuple[float, str, str]:
             "shown" if difference > threshold else "not shown at this budget")
 
 
+def markdown(table: pd.DataFrame, **options) -> str:
+    """A table as markdown, a missing number written "-" (not "nan")."""
+    return table.astype(object).where(table.notna(), None).to_markdown(missingval="-", **options)
+
+
 def printed(judged: pd.DataFrame) -> str:
     """A table of verdicts as markdown, each difference to as many decimals as its threshold."""
     def decimals(threshold):

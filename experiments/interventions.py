@@ -26,7 +26,7 @@ import seaborn as sns  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from experiments import plotting  # noqa: E402
-from experiments.claims import SHOWN_AT, fmt, printed, verdict  # noqa: E402
+from experiments.claims import SHOWN_AT, fmt, markdown, printed, stats, verdict  # noqa: E402
 from experiments.gradients import effective_steps, read_gradient_table, seed_ratios  # noqa: E402
 from experiments.readme import ROOT, write_findings  # noqa: E402
 from experiments.runs import load_runs  # noqa: E402
@@ -129,11 +129,8 @@ def first_row_ratios(ratios) -> pd.DataFrame:
 
 def judge(plan, runs, ratios) -> pd.DataFrame:
     """The three verdicts of the rule for every intervention with runs (conf/interventions.yaml)."""
-    def side(name, column, frame=runs):
-        values = frame[frame.name == name][column]
-        return values.mean(), values.std(), len(values)
-    base, ref = plan["baseline"], plan["reference"]
     runs = runs[~runs.scouting]  # as the claims: the runs that chose a budget are not judged
+    base, ref = plan["baseline"], plan["reference"]
     first = first_row_ratios(ratios).assign(log10=lambda f: np.log10(f.first_over_last))
     rows = []
     for spec in plan["interventions"].values():
@@ -141,13 +138,13 @@ def judge(plan, runs, ratios) -> pd.DataFrame:
         if not (runs.name == label).any():
             continue
         comparisons = [
-            ("(i) lifts plain-56", f"{base} above {label}", side(base, "train_error"),
-             side(label, "train_error")),
-            ("(ii) against ResNet-56", f"{label} above {ref}", side(label, "train_error"),
-             side(ref, "train_error")),
+            ("(i) lifts plain-56", f"{base} above {label}", stats(runs, base, "train_error"),
+             stats(runs, label, "train_error")),
+            ("(ii) against ResNet-56", f"{label} above {ref}", stats(runs, label, "train_error"),
+             stats(runs, ref, "train_error")),
             ("(iii) holds the early step up", f"{label} above {base}, log10 of the "
-             "effective-step ratio at the first row", side(label, "log10", first),
-             side(base, "log10", first))]
+             "effective-step ratio at the first row", stats(first, label, "log10"),
+             stats(first, base, "log10"))]
         for claim, comparison, higher, lower in comparisons:
             difference, threshold, found = verdict(higher[0] - lower[0], [higher[1], lower[1]])
             if min(higher[2], lower[2]) == 0:
@@ -204,11 +201,16 @@ def figure(plan, runs, curves, ratios, judged, out: Path) -> bool:
 
 # --- the README ------------------------------------------------------------------------------------
 
-def per_seed_table(plan, runs) -> str:
+def per_seed_lines(plan, runs) -> list[str]:
+    """Each network's final training error by seed, the scouting seeds named (shown, not
+    judged)."""
     table = runs.pivot_table(index="name", columns="seed", values="train_error")
     table = table.loc[[n for n in palette(plan) if n in table.index]]
     table.columns = [f"seed {s}" for s in table.columns]
-    return table.to_markdown(floatfmt=".2f")
+    scouts = [f"{run.name} seed {run.seed}" for run in runs[runs.scouting].itertuples()]
+    return ["Final training error per seed, %" + (
+        f" (shown, not judged: {', '.join(scouts)}, which chose the budget's length)"
+        if scouts else "") + ":", "", markdown(table, floatfmt=".2f")]
 
 
 def compute_lines(plan, runs) -> list[str]:
@@ -244,7 +246,7 @@ def readme_lines(plan, runs, judged, follow_up=None, waiting=()) -> list[str]:
         f"{SHOWN_AT} x the larger seed std of the two sides (the claims' rule).", "",
         *[f"- {line}" for line in plan["rule"]["verdicts"]], "",
         "## Verdicts", "", printed(judged), "",
-        "Final training error per seed, %:", "", per_seed_table(plan, runs), "",
+        *per_seed_lines(plan, runs), "",
         *compute_lines(plan, runs), ""]
     if follow_up is not None or waiting:
         lines += [f"## At the `{later}` budget", ""]
@@ -257,7 +259,7 @@ def readme_lines(plan, runs, judged, follow_up=None, waiting=()) -> list[str]:
             f"({long_runs.iterations.max():,} iterations):", "",
             f"![figure_interventions_{later}.png](figure_interventions_{later}.png)", "",
             printed(long_judged), "",
-            "Final training error per seed, %:", "", per_seed_table(plan, long_runs), "",
+            *per_seed_lines(plan, long_runs), "",
             *compute_lines(plan, long_runs), ""]
     return lines + ([*waiting_lines(plan, waiting), ""] if waiting else [])
 
@@ -303,8 +305,9 @@ def glance_lines(plan, judged, follow_up=None, waiting=()) -> list[str]:
                   "this does not tell whether it is the early layers' step that matters."]
     later = plan["follow_up"]["budget"]
     if follow_up is not None and not follow_up.empty or waiting:
-        lines += ["", f"At the `{later}` budget (`make interventions-long`, the interventions "
-                  f"that passed (i), {plan['follow_up']['seeds']} seed at least):", ""]
+        lines += ["", f"At the `{later}` budget (`make interventions-long`: hours per seed on 2 "
+                  f"cores; the interventions that passed (i), {plan['follow_up']['seeds']} seed at "
+                  "least):", ""]
     if follow_up is not None:
         lines += [verdict_line(plan, label, rows, f" ({later})")
                   for label, rows in follow_up.groupby("intervention", sort=False)]

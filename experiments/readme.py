@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.claims import (SHOWN_AT, claim_lines, glance, judge, preactivation_table,
-                               printed, table6)
+from experiments.claims import (SHOWN_AT, claim_lines, glance, judge, markdown,
+                               preactivation_table, printed, table6)
 from experiments.gradients import gradient_points, gradient_ratios, read_gradient_table
 from experiments.runs import DEFAULT_RECIPE, Runs
 from src.runfiles import WEIGHTS, read_responses, write_text
@@ -56,8 +56,9 @@ def warmups(finished: Runs) -> list[str]:
             "each run went back to lr 0.1:", "", *lines, ""] if lines else []
 
 
-def at_a_glance(runs, judged) -> list[str]:
-    """The project README's block of a budget: its results table, then the claims' verdicts."""
+def at_a_glance(runs, judged, left: list[str]) -> list[str]:
+    """The project README's block of a budget: its results table, what is still to run (`left`,
+    as its README lists it), then the claims' verdicts."""
     scouts = runs[runs.scouting].sort_values(["net", "depth"])
     named = " and ".join(f"{run.name} seed {run.seed}" for run in scouts.itertuples())
     return [f"Final error after {runs.iterations.max():,} iterations, % (mean ± sd over seeds, "
@@ -65,7 +66,10 @@ def at_a_glance(runs, judged) -> list[str]:
             "error: the 10,000 test images); the paper's values after 64,000" + (
                 f"; every finished seed, the scouting runs that chose this budget's length "
                 f"({named}) included, which the claims leave out" if named else "") + ":", "",
-            glance(runs).to_markdown(index=False), *claims_said(runs, judged)]
+            glance(runs).to_markdown(index=False),
+            *(["", f"Still to run at this budget: {', '.join(left)} (a parked run resumes on any "
+               "clone: [runs](docs/runs.md))."] if left else []),
+            *claims_said(runs, judged)]
 
 
 def claims_said(runs, judged) -> list[str]:
@@ -176,8 +180,9 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         "per value gives a gradient ratio of 2, not 1. Yang et al. (2019, a mean-field theory of "
         "batch norm) predict the explosion at initialisation in deep BN nets without shortcuts, "
         "and observe that a single step of optimisation brings the gradients to a far smaller "
-        "dynamic range: the initialisation column against the first row agrees with it but "
-        f"cannot test the single step (the first row is iteration {first_rows}). Three quantities "
+        "dynamic range. Set the initialisation column against the first row (iteration "
+        f"{first_rows}: it cannot test the single step): a first row below 1 is the explosion not "
+        "shrunk but reversed, the early layers' gradient now the smaller. Three quantities "
         "(docs/runs.md says what each is invariant to): the gradient at each convolution's output, "
         "before BN, which BN rescales (a kernel multiplied by c gives the same function and 1/c "
         "of it, so a small value can mean a large kernel, not a weak signal):", "",
@@ -189,13 +194,13 @@ def write_budget(finished: Runs, made: list[str]) -> None:
     runs, budget_dir = finished.runs, finished.folder
     table = table6(runs)
     write_text(budget_dir / "table6.csv", table.to_csv(index=False))
-    markdown = table.to_markdown(index=False, floatfmt=".2f")
+    tables = markdown(table, index=False, floatfmt=".2f")
     preact = preactivation_table(runs)
     if not preact.empty:  # the pre-activation paper's Table 3, where its nets ran
-        markdown += ("\n\nThe pre-activation unit beside the original one (He et al. 2016, "
-                     "\"Identity Mappings\", Table 3; same schedule):\n\n"
-                     + preact.to_markdown(index=False, floatfmt=".2f"))
-    write_text(budget_dir / "table6.md", markdown + "\n")
+        tables += ("\n\nThe pre-activation unit beside the original one (He et al. 2016, "
+                   "\"Identity Mappings\", Table 3; same schedule):\n\n"
+                   + markdown(preact, index=False, floatfmt=".2f"))
+    write_text(budget_dir / "table6.md", tables + "\n")
     listing = runs.sort_values(["net", "depth", "seed"]).assign(
         code=lambda r: r.commits.map(lambda c: " ".join(commit[:7] for commit in c)))[
         ["name", "seed", "iterations", "train_error", "test_error", "wall_seconds", "weights",
@@ -246,7 +251,7 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         "", *[f"![{name}]({name})" for name in made[1:]], "", *backward, *analyses(finished),
         "## Table 6 (final test error: the last evaluation, never the best one)", "",
         *(["Every seed that ran, the scouting ones included (the claims leave them out).", ""]
-          if scouts else []), markdown, "",
+          if scouts else []), tables, "",
         "The paper's ResNet column is one run per depth, except at 110 layers: the best of 5 runs, "
         "beside their mean; the difference is taken from the mean where the paper gives one.", "",
         *warmups(finished),
@@ -261,6 +266,6 @@ def write_budget(finished: Runs, made: list[str]) -> None:
     ]
     write_text(budget_dir / "README.md", "\n".join(readme))
     if budget_dir.resolve() == (ROOT / "results" / budget_dir.name).resolve():  # shipped runs
-        write_findings(ROOT / "README.md", budget_dir.name, at_a_glance(runs, judged))
+        write_findings(ROOT / "README.md", budget_dir.name, at_a_glance(runs, judged, left))
 
 

@@ -152,8 +152,13 @@ def test_a_damaged_run_is_skipped_with_a_warning_and_the_rest_drawn(tmp_path, ca
     assert "- left out:" not in (budget / "README.md").read_text()  # quick leaves nothing out
 
 
-def test_a_budget_readme_says_what_its_grids_leave_out_and_does_not_list_it_as_to_run(tmp_path):
-    budget = tmp_path / "long"
+def test_a_budget_readme_says_what_its_grids_leave_out_and_does_not_list_it_as_to_run(
+        tmp_path, monkeypatch):
+    import experiments.readme
+    monkeypatch.setattr(experiments.readme, "ROOT", tmp_path)  # the project README's block too
+    (tmp_path / "README.md").write_text("<!-- made by make figures from results/long -->\n"
+                                        "<!-- end of results/long -->\n")
+    budget = tmp_path / "results" / "long"
     for shortcut in ("none", "identity"):
         fake_run(budget, shortcut, 20, 0, 10, 12)
     fake_run(budget, "none", 32, 0, 50, 52, status="parked")  # unfinished, its checkpoint in git
@@ -169,6 +174,9 @@ def test_a_budget_readme_says_what_its_grids_leave_out_and_does_not_list_it_as_t
     to_run = readme.split("- still to run: ")[1].split("\n")[0].split(", ")
     assert "identity-56-s4" in to_run  # step 4 is planned; step 5 is not
     assert not {"none-32-s1", "identity-44-s1", "preact-identity-110-s0"} & set(to_run)
+    glance = (tmp_path / "README.md").read_text()
+    still = glance.split("Still to run at this budget: ")[1].split("\n")[0]  # the table is not
+    assert "none-32-s0 (parked at 4,200 of 16,000), " in still  # whole, the project README says
 
 
 def test_a_results_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):

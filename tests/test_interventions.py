@@ -94,6 +94,7 @@ def test_the_long_follow_up_trains_only_what_lifted_plain_56_and_is_drawn_beside
     assert "train.kernel_norm=held" in calls[0]
     for shortcut in ("none", "identity"):
         fake_run(results / "long", shortcut, 56, 1, 30.0 if shortcut == "none" else 5.0, 30.0)
+    fake_run(results / "long", "identity", 56, 0, 50.0, 50.0)  # a scouting run: not judged
     held = plan["interventions"]["held_kernel_norms"]["label"]
     fake_run(results / "interventions/held_kernel_norms/long", "none", 56, 0, 25.0, 26.0,
              status="parked")  # the follow-up on its way: said with its progress
@@ -112,6 +113,7 @@ def test_the_long_follow_up_trains_only_what_lifted_plain_56_and_is_drawn_beside
     assert (results / "interventions/figure_interventions_long.png").exists()
     section = (results / "interventions/README.md").read_text().split("## At the `long` budget")[1]
     assert "not decided: a side with one seed" in section and "25.00" in section
+    assert "| 5.00 (n=1) " in section  # ResNet-56: its scouting seed 0 (50.00) left out
     assert "compute of the interventions: 0.02 h of wall time over 1 run" in section
 
 
