@@ -202,8 +202,8 @@ def claims(runs, responses) -> pd.DataFrame:
         per_run = responses.groupby(["name", "seed"])["std"].mean().reset_index()
         for worse, better in [("plain-20", "ResNet-20"), ("plain-56", "ResNet-56"),
                               ("ResNet-20", "ResNet-56"), ("ResNet-56", "ResNet-110")]:
-            compare("(e) Figure 7: ResNets respond more weakly, deeper ones more so", per_run,
-                    "std", better, worse)
+            compare("(e) Figure 7: ResNets respond more weakly (a layer's response std), "
+                    "deeper ones more so", per_run, "std", better, worse)
     return pd.DataFrame(rows)
 
 
