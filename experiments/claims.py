@@ -99,7 +99,7 @@ def preactivation_table(runs) -> pd.DataFrame:
         rows.append({"network (original unit)": original,
                      "parameters (M, pre-act)": round(first.parameters / 1e6, 2),
                      "original unit test error (%)":
-                         fmt(*stats(runs, original, "test_error")) if ran else "",
+                         fmt(*stats(runs, original, "test_error")) if ran else None,
                      "paper original (%)": PREACT_TEST_ERROR.get((base, first.depth), np.nan),
                      "pre-act test error (%)": fmt(*stats(runs, name, "test_error")),
                      "paper pre-act (%)": PREACT_TEST_ERROR.get((first.block, first.depth),
@@ -114,7 +114,7 @@ def table6(runs) -> pd.DataFrame:
         cells = {}
         for net in ("plain", "ResNet"):
             mean, std, n = stats(runs, f"{net}-{depth}", "test_error")
-            cells[net] = ("" if n == 0 else fmt(mean, std, n)), mean
+            cells[net] = (None if n == 0 else fmt(mean, std, n)), mean
         params = runs[(runs.depth == depth) & runs.net.isin(["plain", "ResNet"])].parameters
         paper = RESNET_TEST_ERROR.get(depth, float("nan"))
         mean = RESNET_TEST_ERROR_MEAN.get(depth)
@@ -123,7 +123,7 @@ def table6(runs) -> pd.DataFrame:
                      "paper plain (%, Fig. 6)": PLAIN_TEST_ERROR.get(depth, float("nan")),
                      "ResNet test error (%)": cells["ResNet"][0],
                      "paper ResNet (%, Table 6; best of 5 at 110)": paper,
-                     "paper ResNet mean (%, Table 6)": fmt(*mean) if mean else "",
+                     "paper ResNet mean (%, Table 6)": fmt(*mean) if mean else None,
                      "ResNet minus paper (its mean where given)":
                          round(cells["ResNet"][1] - (mean[0] if mean else paper), 2)})
     return pd.DataFrame(rows)

@@ -130,8 +130,9 @@ def first_row_ratios(ratios) -> pd.DataFrame:
 def judge(plan, runs, ratios) -> pd.DataFrame:
     """The three verdicts of the rule for every intervention with runs (conf/interventions.yaml)."""
     runs = runs[~runs.scouting]  # as the claims: the runs that chose a budget are not judged
+    judged = ratios.set_index(["name", "seed"]).index.isin(runs.set_index(["name", "seed"]).index)
     base, ref = plan["baseline"], plan["reference"]
-    first = first_row_ratios(ratios).assign(log10=lambda f: np.log10(f.first_over_last))
+    first = first_row_ratios(ratios[judged]).assign(log10=lambda f: np.log10(f.first_over_last))
     rows = []
     for spec in plan["interventions"].values():
         label = spec["label"]
@@ -148,13 +149,15 @@ def judge(plan, runs, ratios) -> pd.DataFrame:
         for claim, comparison, higher, lower in comparisons:
             difference, threshold, found = verdict(higher[0] - lower[0], [higher[1], lower[1]])
             if min(higher[2], lower[2]) == 0:
-                threshold, found = "-", "not decided: a side has no runs with gradients.csv"
+                threshold, found = "-", "not decided: a side has no " + (
+                    "runs with gradients.csv" if claim.startswith("(iii)") else "judged runs")
             if claim.startswith("(ii)"):
                 found = {"shown": "shown worse than ResNet-56",
                          "not shown at this budget": "not shown worse than ResNet-56"}.get(
                     found, found)
             rows.append({"intervention": label, "verdict of": claim, "comparison": comparison,
-                         "higher": fmt(*higher), "lower": fmt(*lower),
+                         "higher": fmt(*higher) if higher[2] else "-",
+                         "lower": fmt(*lower) if lower[2] else "-",
                          "difference": difference, "threshold": threshold,
                          "verdict": found})
     return pd.DataFrame(rows)
@@ -182,10 +185,13 @@ def figure(plan, runs, curves, ratios, judged, out: Path) -> bool:
         plotting.lines(ax, frame.assign(label=frame.name), y, colours, names,
                        geometric=y == "first_over_last", linewidth=2)  # a ratio: geometric
     seeds = runs.groupby("name").seed.nunique()
+    scouts = runs[runs.scouting].groupby("name").seed.apply(
+        lambda s: f"; seed {', '.join(map(str, sorted(s)))} scouting, not judged")
     plotting.error_axes(axes[0], "training error (running, per logged interval)", 100)
     axes[0].legend(handles=[plt.Line2D([], [], color=colours[name], linewidth=2,
                                        label=f"{name} ({seeds[name]} seed"
-                                             f"{'s' if seeds[name] > 1 else ''})")
+                                             f"{'s' if seeds[name] > 1 else ''}"
+                                             f"{scouts.get(name, '')})")
                             for name in names], fontsize=8, loc="lower left")
     axes[1].axhline(1, color="grey", linewidth=0.8, linestyle=":")
     axes[1].set(yscale="log", xlabel="iterations", title="effective step, first third of the "

@@ -67,8 +67,9 @@ def at_a_glance(runs, judged, left: list[str]) -> list[str]:
                 f"; every finished seed, the scouting runs that chose this budget's length "
                 f"({named}) included, which the claims leave out" if named else "") + ":", "",
             glance(runs).to_markdown(index=False),
-            *(["", f"Still to run at this budget: {', '.join(left)} (a parked run resumes on any "
-               "clone: [runs](docs/runs.md))."] if left else []),
+            *(["", f"Still to run at this budget: {', '.join(left)}" + (
+                " (a parked run resumes on any clone: [runs](docs/runs.md))" if any(
+                    "parked" in run for run in left) else "") + "."] if left else []),
             *claims_said(runs, judged)]
 
 
@@ -181,8 +182,9 @@ def write_budget(finished: Runs, made: list[str]) -> None:
         "batch norm) predict the explosion at initialisation in deep BN nets without shortcuts, "
         "and observe that a single step of optimisation brings the gradients to a far smaller "
         "dynamic range. Set the initialisation column against the first row (iteration "
-        f"{first_rows}: it cannot test the single step): a first row below 1 is the explosion not "
-        "shrunk but reversed, the early layers' gradient now the smaller. Three quantities "
+        f"{first_rows}: it cannot test the single step); in the BN-output table, which no "
+        "rescaling of a kernel changes, a first row below 2 says the early layers' gradient per "
+        "value has become the smaller: the explosion reversed, not only shrunk. Three quantities "
         "(docs/runs.md says what each is invariant to): the gradient at each convolution's output, "
         "before BN, which BN rescales (a kernel multiplied by c gives the same function and 1/c "
         "of it, so a small value can mean a large kernel, not a weak signal):", "",

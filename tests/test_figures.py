@@ -175,8 +175,9 @@ def test_a_budget_readme_says_what_its_grids_leave_out_and_does_not_list_it_as_t
     assert "identity-56-s4" in to_run  # step 4 is planned; step 5 is not
     assert not {"none-32-s1", "identity-44-s1", "preact-identity-110-s0"} & set(to_run)
     glance = (tmp_path / "README.md").read_text()
-    still = glance.split("Still to run at this budget: ")[1].split("\n")[0]  # the table is not
-    assert "none-32-s0 (parked at 4,200 of 16,000), " in still  # whole, the project README says
+    # the project README's results table says it is not whole, and how a parked run goes on
+    still = glance.split("Still to run at this budget: ")[1].split("\n")[0]
+    assert "none-32-s0 (parked at 4,200 of 16,000), " in still and "resumes on any clone" in still
 
 
 def test_a_results_folder_that_cannot_be_written_is_one_line(tmp_path, capsys, monkeypatch):
@@ -311,7 +312,7 @@ def test_figure_preact_pairs_each_unit_with_its_own_original_form(tmp_path, monk
         "ResNet-110 (n=1)", "bottleneck ResNet-B-164 (n=1)",
         "pre-act ResNet-110 (n=1)", "pre-act bottleneck ResNet-B-164 (n=1)"]
     table = (budget / "table6.md").read_text()
-    assert "He et al. 2016" in table
+    assert "He et al. 2016" in table and "nan" not in table  # a missing number is "-"
     row = next(line for line in table.splitlines() if line.startswith("| bottleneck ResNet-B-164"))
     assert [c.strip() for c in row.strip("|").split("|")][2:] == [
         "37.00 (n=1)", "5.93", "28.00 (n=1)", "5.46"]

@@ -114,6 +114,7 @@ def test_the_long_follow_up_trains_only_what_lifted_plain_56_and_is_drawn_beside
     section = (results / "interventions/README.md").read_text().split("## At the `long` budget")[1]
     assert "not decided: a side with one seed" in section and "25.00" in section
     assert "| 5.00 (n=1) " in section  # ResNet-56: its scouting seed 0 (50.00) left out
+    assert "(shown, not judged: ResNet-56 seed 0, which chose the budget's length)" in section
     assert "compute of the interventions: 0.02 h of wall time over 1 run" in section
 
 
