@@ -409,6 +409,7 @@ def test_the_readmes_kernel_growth_is_what_the_shipped_quick_runs_measured():
     assert f"grow {plain[0]:.0f}-{plain[1]:.0f}x" in (ROOT / "docs/interventions.md").read_text()
 
 
+@pytest.mark.slow  # ~55 s on 2 AVX2 cores: it kept make test over 20 min there
 @pytest.mark.heavy  # counts the FLOPs of every net of three sweeps, and of ResNet-1202
 def test_the_gpu_hours_said_are_the_counted_ones():
     """The quick start's "11-53 GPU-hours" for `make reproduce-cifar BUDGET=paper SEEDS=5` and
