@@ -22,6 +22,9 @@ def stats(runs, name, column) -> tuple[float, float, int]:
 
 
 def fmt(mean, std, n) -> str:
+    """mean ± std (n), or "-" for a side with no runs."""
+    if n == 0:
+        return "-"
     return f"{mean:.2f}" + ("" if np.isnan(std) else f" ± {std:.2f}") + f" (n={n})"
 
 

@@ -156,8 +156,7 @@ def judge(plan, runs, ratios) -> pd.DataFrame:
                          "not shown at this budget": "not shown worse than ResNet-56"}.get(
                     found, found)
             rows.append({"intervention": label, "verdict of": claim, "comparison": comparison,
-                         "higher": fmt(*higher) if higher[2] else "-",
-                         "lower": fmt(*lower) if lower[2] else "-",
+                         "higher": fmt(*higher), "lower": fmt(*lower),
                          "difference": difference, "threshold": threshold,
                          "verdict": found})
     return pd.DataFrame(rows)

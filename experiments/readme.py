@@ -61,15 +61,15 @@ def at_a_glance(runs, judged, left: list[str]) -> list[str]:
     as its README lists it), then the claims' verdicts."""
     scouts = runs[runs.scouting].sort_values(["net", "depth"])
     named = " and ".join(f"{run.name} seed {run.seed}" for run in scouts.itertuples())
+    parked = any("parked" in run for run in left)
+    still = ["", f"Still to run at this budget: {', '.join(left)}" + (
+        " (a parked run resumes on any clone: [runs](docs/runs.md))" if parked else "") + "."]
     return [f"Final error after {runs.iterations.max():,} iterations, % (mean ± sd over seeds, "
             "n; training error: running, over the last logged interval of augmented batches; test "
             "error: the 10,000 test images); the paper's values after 64,000" + (
                 f"; every finished seed, the scouting runs that chose this budget's length "
                 f"({named}) included, which the claims leave out" if named else "") + ":", "",
-            glance(runs).to_markdown(index=False),
-            *(["", f"Still to run at this budget: {', '.join(left)}" + (
-                " (a parked run resumes on any clone: [runs](docs/runs.md))" if any(
-                    "parked" in run for run in left) else "") + "."] if left else []),
+            glance(runs).to_markdown(index=False), *(still if left else []),
             *claims_said(runs, judged)]
 
 

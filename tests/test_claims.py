@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pandas as pd
 
-from experiments.claims import (SHOWN_AT, claim_lines, claims, glance, preactivation_table,
-                                table6, trend, verdict)
+from experiments.claims import (SHOWN_AT, claim_lines, claims, fmt, glance,
+                                preactivation_table, table6, trend, verdict)
 from src.networks import SHORTCUTS, UNITS, Network
 
 
@@ -70,6 +70,11 @@ def test_a_one_seed_side_is_never_shown_and_the_claim_says_where_it_is_decided()
     assert (judged.verdict == "not decided: a side with one seed").sum() == 2  # 20-32, 20-56
     assert "**shown where decided** (shown in 2 of 4 comparisons, 2 not decided" in \
         claim_lines(judged, "quick")[0]
+
+
+def test_a_side_is_written_mean_sd_n_and_a_side_without_runs_as_a_dash():
+    assert fmt(5.0, 0.25, 2) == "5.00 ± 0.25 (n=2)" and fmt(5.0, np.nan, 1) == "5.00 (n=1)"
+    assert fmt(np.nan, np.nan, 0) == "-"
 
 
 def test_table6_puts_the_papers_numbers_beside_the_runs():
