@@ -12,7 +12,7 @@ if there are any.
 On this machine (launcher=basic) the runs are packed: `jobs` runs at once, each a process of its
 own on cores/jobs threads. Small CIFAR convolutions do not keep two cores busy, so one run per
 core trains more images per second in all than one run on every core. jobs=auto measures both on
-the smallest network for a few seconds and takes the faster; on a GPU machine it measures 2, 3
+the smallest network for about half a minute and takes the faster; on a GPU machine it measures 2, 3
 and 4 runs sharing the GPU against one alone and takes the most that still add 10% each and fit
 its free memory (a CIFAR run leaves a modern GPU mostly idle).
 When nothing is left to start and one run remains with minutes to go, it is resumed on every core.
