@@ -124,7 +124,8 @@ def wait_for_first_row(run_dir: Path, p: subprocess.Popen | None = None,
 def interrupt_after_first_row(run_dir: Path, *overrides, sig=signal.SIGTERM, delay=0.0):
     """`run` src.run and send this process `sig` once `run_dir` has logged a row, as Ctrl-C or a
     scheduler would; return the stopped run. The run waits at iteration PAUSE_AT for the signal,
-    so it stops between its first row and PAUSE_AT on a machine of any speed. `delay`: seconds
+    so it stops between its first row and PAUSE_AT on a machine of any speed (asserted: a run
+    that finished instead would make a resume test compare two straight runs). `delay`: seconds
     between the row and the signal."""
     done = threading.Event()
 
@@ -139,7 +140,9 @@ def interrupt_after_first_row(run_dir: Path, *overrides, sig=signal.SIGTERM, del
     sender.start()
     try:
         with mock.patch.dict(os.environ, {PAUSE_ENV: str(PAUSE_AT)}):
-            return run(*overrides)
+            stopped = run(*overrides)
+        assert stopped.returncode == 128 + sig, stopped.stderr
+        return stopped
     finally:
         done.set()
         sender.join()

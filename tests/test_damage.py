@@ -101,9 +101,11 @@ def test_make_figures_leaves_out_only_what_a_damaged_side_file_feeds(damaged, na
     assert listing(run_dir) == before
 
 
-@pytest.mark.parametrize("fault", list(FAULTS))
-@pytest.mark.parametrize("name", ["final.weights.h5", "tensorboard", "gradients.csv",
-                                  "responses.csv", "lesion.csv", "landscape.csv"])
+@pytest.mark.parametrize("name, fault", [
+    (name, fault) for name in ["final.weights.h5", "tensorboard", "gradients.csv", "responses.csv",
+                               "lesion.csv", "landscape.csv"] for fault in FAULTS
+    # a run has no lesion.csv or landscape.csv until their commands run: every rerun is that case
+    if not (fault == "missing" and name in ("lesion.csv", "landscape.csv"))])
 def test_a_rerun_of_a_finished_run_leaves_its_damaged_files_as_they_are(damaged, name, fault):
     """No file beside summary.json and metrics.csv decides whether a run is finished: a rerun
     says so in one line, retrains nothing and touches none of them (a damaged weights file is

@@ -40,6 +40,7 @@ def test_draws_cross_as_uint8_and_a_resumed_stream_draws_what_the_whole_one_did(
                    np.zeros((32, 32, 3), np.float32))
     whole = list(itertools.islice(train_batches(data, 64, seed=3), 7))
     resumed = list(itertools.islice(train_batches(data, 64, seed=3, start_iteration=5), 2))
+    assert len(whole) == 7 and len(resumed) == 2
     for (i, draw, labels), (j, again, labels_again) in zip(whole[5:], resumed):
         assert i == j and draw.images.dtype == tf.uint8
         for a, b in zip(draw, again):

@@ -169,8 +169,9 @@ def test_the_readme_concludes_only_what_every_interventions_verdicts_decide():
 
 
 def test_every_shipped_intervention_run_is_finished_for_the_command_that_trains_it():
-    """make interventions on a fresh clone trains nothing that is shipped: each committed run's
-    folder and config are what its intervention's sweep asks (src.sweep.status)."""
+    """make interventions on a fresh clone retrains nothing that is shipped: each committed
+    run's folder and config are what its intervention's sweep asks, and it is finished or parked
+    (which the sweep resumes) (src.sweep.status)."""
     import subprocess
     from src.sweep import status
     from tests.helpers import ROOT

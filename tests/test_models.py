@@ -553,12 +553,15 @@ def test_the_pytorch_reference_of_make_bench_is_the_same_network(depth):
 
 
 def test_the_op_profile_of_make_bench_accounts_for_every_op_kind():
-    from src.bench import OP_KINDS, op_profile
-    table = op_profile(8, steps=2)
-    assert set(table.kind) <= {kind for kind, _ in OP_KINDS}
+    """Every kind of op is found by its pattern: the catch-all keeps what no pattern names (4-5%
+    of ResNet-8's op time on 2 AVX2 cores; a lost pattern, e.g. the forward convolution's 15-18%,
+    would show there)."""
+    from src.bench import op_profile
+    table = op_profile(8, steps=2).set_index("kind")
     assert {"convolution forward", "convolution backward, input", "convolution backward, filter",
-            "batch norm forward", "batch norm backward"} <= set(table.kind)
-    assert table.share.sum() == pytest.approx(1) and (table.ms_per_step > 0).all()
+            "batch norm forward", "batch norm backward"} <= set(table.index)
+    assert (table.ms_per_step > 0).all()
+    assert table.share["optimizer, loss and the rest"] < 0.15, table.share
 
 
 @pytest.mark.parametrize("gpu, flags, timed", [
