@@ -159,12 +159,28 @@ def test_a_corrupted_tfrecord_is_reported(tmp_path, synthetic_data):
     assert "damaged" in line and "{{" not in line and "[Op:" not in line
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_an_unwritable_results_dir_is_named(tmp_path):
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder this process cannot write into: its mode for a user; for root, which writes past
+    any mode (as CI runs), a read-only tmpfs mounted there."""
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    result = run("budget=smoke", f"results_dir={locked}")
-    assert "cannot be written" in one_line_error(result)
+    if os.geteuid() != 0:
+        yield locked
+        return
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(locked)],
+                             capture_output=True, text=True)
+    if mounted.returncode:
+        pytest.skip(f"root, and no read-only tmpfs: {mounted.stderr.strip()}")
+    try:
+        yield locked
+    finally:
+        subprocess.run(["umount", str(locked)], check=True)
+
+
+def test_an_unwritable_results_dir_is_named(unwritable):
+    result = run("budget=smoke", f"results_dir={unwritable}")
+    assert f"results_dir={unwritable} cannot be written" in one_line_error(result)
 
 
 def test_a_results_dir_that_is_a_file_is_named(tmp_path):
