@@ -76,9 +76,9 @@ def this_machine() -> str:
 
 def peak_flops() -> tuple[float, str]:
     """fp32 peak of this CPU: cores x clock x FMA lanes; an assumption, stated with the result."""
-    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    cpuinfo = machine.CPUINFO.read_text() if machine.CPUINFO.exists() else ""
     mhz = [float(m) for m in re.findall(r"cpu MHz\s*:\s*([\d.]+)", cpuinfo)]
-    flags = set(re.search(r"flags\s*:(.*)", cpuinfo).group(1).split()) if cpuinfo else set()
+    flags = machine.cpu_flags()
     lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
     ghz = (max(mhz) if mhz else 2000.0) / 1000
     cores = os.cpu_count()

@@ -15,6 +15,7 @@ from pathlib import Path
 ONEDNN = "TF_ENABLE_ONEDNN_OPTS"  # TensorFlow's switch: 1 on, 0 off, unset its CPU-based default
 SIMULATED = "SRC_DEVICES"  # the tests' stand-in for the device probe: cpu | gpu
 MAX_ISA = "ONEDNN_MAX_CPU_ISA"  # oneDNN's own: its kernels use no extension past this one (AVX2, ...)
+CPUINFO = Path("/proc/cpuinfo")
 # The /proc/cpuinfo flags that decide which kernels oneDNN and Eigen can use, by their usual names.
 EXTENSIONS = {"avx2": "AVX2", "fma": "FMA", "avx512f": "AVX-512", "avx512_vnni": "AVX-512 VNNI",
               "avx512_bf16": "AVX-512 BF16", "amx_tile": "AMX"}
@@ -56,15 +57,20 @@ def gpu_free_bytes() -> int | None:
         return None
 
 
-def vector_extensions() -> list[str]:
-    """The CPU's vector extensions among EXTENSIONS, e.g. ["AVX2", "FMA"]; [] where
-    /proc/cpuinfo cannot be read."""
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as /proc/cpuinfo lists them ("flags" on x86, "Features" on Arm);
+    empty where it cannot be read."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        text = CPUINFO.read_text()
     except OSError:
-        return []
-    flags = next((set(line.split(":", 1)[1].split()) for line in text.splitlines()
-                  if line.startswith("flags")), set())
+        return set()
+    return next((set(line.split(":", 1)[1].split()) for line in text.splitlines()
+                 if line.startswith(("flags", "Features"))), set())
+
+
+def vector_extensions() -> list[str]:
+    """The CPU's vector extensions among EXTENSIONS, e.g. ["AVX2", "FMA"]."""
+    flags = cpu_flags()
     return [name for flag, name in EXTENSIONS.items() if flag in flags]
 
 

@@ -14,6 +14,8 @@ import tensorflow as tf
 from omegaconf import DictConfig
 from tensorflow.python.framework import config as tf_config  # op determinism's off switch
 
+from src import STOP_SIGNALS
+
 # The tests' way to signal a run before its end on a machine of any speed: a run whose iteration
 # reaches SRC_PAUSE_AT (exactly: a run resumed past it does not wait) waits there, up to
 # PAUSE_SECONDS, for a stop signal, then goes on. Unset, as in every real run, nothing waits.
@@ -67,8 +69,7 @@ def stop_signals():
     stop = StopSignals([], {})
     if threading.current_thread() is threading.main_thread():
         stop.previous = {s: signal.signal(s, lambda signum, _: stop.received.append(signum))
-                         for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP,
-                                   preemption_signal())}
+                         for s in (*STOP_SIGNALS, preemption_signal())}
     try:
         yield stop
     finally:

@@ -89,7 +89,7 @@ class Summary:
     hardware: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
     commit: str = "unknown"  # the code of this process; every segment's code is in `commits`
-    status: str = "running"  # running | interrupted | failed | finished
+    status: str = "running"  # running | interrupted | failed | parked (src.park) | finished
     iterations: int = 0
     train_error: float | None = None  # the last row's: final, never the best
     test_error: float | None = None

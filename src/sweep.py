@@ -30,7 +30,6 @@ from src import STOP_SIGNALS, Stopped, configure_tensorflow, stops_raise
 
 configure_tensorflow()  # before anything that imports TensorFlow
 
-import tensorflow as tf  # noqa: E402
 from hydra.errors import HydraException, OverrideParseException  # noqa: E402
 from omegaconf.errors import OmegaConfBaseException  # noqa: E402
 
@@ -122,7 +121,7 @@ def planned_runs(options, grids, passed):
 
 def status(run_dir: str, cfg=None) -> tuple[str, int]:
     """(status, iterations done) of a run, from its folder: new, running, interrupted, failed,
-    finished; "damaged" where its summary or metrics cannot be read. Given the run's planned
+    parked, finished; "damaged" where its summary or metrics cannot be read. Given the run's planned
     `cfg` (the plan and the final account, not the progress lines): "running elsewhere" where
     another process holds the folder's lock, "conflict" where the folder holds a run with another
     config (the run will refuse it)."""

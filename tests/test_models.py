@@ -575,3 +575,21 @@ def test_make_bench_times_the_precisions_the_hardware_computes_in(gpu, flags, ti
     from src import machine
     from src.bench import precisions_to_time
     assert precisions_to_time(gpu, [machine.EXTENSIONS[f] for f in flags]) == timed
+
+
+@pytest.mark.parametrize("cpuinfo, extensions, lanes", [
+    ("processor\t: 0\nmodel name\t: AMD EPYC\ncpu MHz\t\t: 2595.124\n"
+     "flags\t\t: fpu sse2 avx2 fma\nvmx flags\t: ept\n", ["AVX2", "FMA"], 8),
+    ("processor\t: 0\nBogoMIPS\t: 2000.00\nFeatures\t: fp asimd sve2\n", [], 4),  # Arm (GH200)
+    ("", [], 4),  # /proc/cpuinfo unreadable or empty
+])
+def test_the_cpu_is_read_on_x86_and_arm(tmp_path, monkeypatch, cpuinfo, extensions, lanes):
+    """The vector extensions every summary records and make bench's peak, from /proc/cpuinfo's
+    'flags' (x86) or 'Features' (Arm) line: a GPU machine with Arm cores (no 'flags', no 'cpu
+    MHz') is read, not a crash."""
+    from src import machine
+    from src.bench import peak_flops
+    (tmp_path / "cpuinfo").write_text(cpuinfo)
+    monkeypatch.setattr(machine, "CPUINFO", tmp_path / "cpuinfo")
+    assert machine.vector_extensions() == extensions
+    assert f"x {lanes} fp32 lanes" in peak_flops()[1]
