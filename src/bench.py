@@ -43,7 +43,7 @@ from src.networks import Network  # noqa: E402
 from src.config import compose  # noqa: E402
 from src import machine  # noqa: E402
 from src.runfiles import machine_phrase, provenance, write_text  # noqa: E402
-from src.steps import Interval, make_optimizer, make_train_step  # noqa: E402
+from src.steps import Interval, build_model, make_optimizer, make_train_step  # noqa: E402
 from src.process import use_threads  # noqa: E402
 from src.train import train  # noqa: E402
 
@@ -87,18 +87,19 @@ def peak_flops() -> tuple[float, str]:
     return peak, f"{cores} cores x {ghz:.2f} GHz x 2 FMA pipes x {lanes} fp32 lanes x 2"
 
 
-def bare_training(depth, cfg=None, batch_norm="fused", jit=False, batch_size=128):
-    """(the compiled training step of a ResNet of `depth` (or of the network `cfg` names) on one
-    fixed random draw, augmented in the step, as a function that returns when the device is done;
-    the model; the (draw, mean, labels) it trains on): what every timing here times."""
-    cfg = cfg or compose(f"depth={depth}")
-    model = resnet(cfg.depth, cfg.shortcut, block=cfg.block, batch_norm=batch_norm)
+def bare_training(depth, cfg=None, batch_norm="fused", jit=False):
+    """(the compiled training step of a ResNet of `depth` with `batch_norm` (or of the network
+    `cfg` names, its batch norm, BN groups and batch size included) on one fixed random draw,
+    augmented in the step, as a function that returns when the device is done; the model; the
+    (draw, mean, labels) it trains on): what every timing here times."""
+    cfg = cfg or compose(f"depth={depth}", f"batch_norm={batch_norm}")
+    model = build_model(cfg)
     optimizer, schedule = make_optimizer(cfg)
     interval = Interval()
     mean = tf.fill((32, 32, 3), 0.47)  # about CIFAR-10's
     step = make_train_step(model, optimizer, schedule, interval, mean, jit_compile=jit)
-    draw = cifar.random_draw(batch_size)
-    labels = tf.random.uniform((batch_size,), 0, 10, tf.int32)
+    draw = cifar.random_draw(cfg.train.batch_size)
+    labels = tf.random.uniform((cfg.train.batch_size,), 0, 10, tf.int32)
 
     def run_step(wait=True):
         step(draw, labels)
@@ -107,18 +108,17 @@ def bare_training(depth, cfg=None, batch_norm="fused", jit=False, batch_size=128
     return run_step, model, (draw, mean, labels)
 
 
-def bare_step(depth, precision="float32", jit=False, steps=15, batch_size=128, cfg=None,
-              batch_norm="fused"):
+def bare_step(depth, precision="float32", jit=False, steps=15, cfg=None, batch_norm="fused"):
     """images/s of the compiled training step alone, on random in-memory tensors."""
     keras.mixed_precision.set_global_policy(precision)
-    step, model, _ = bare_training(depth, cfg, batch_norm, jit, batch_size)
+    step, model, (_, _, labels) = bare_training(depth, cfg, batch_norm, jit)
     for _ in range(3):  # trace, compile, warm the oneDNN primitive cache
         step()
     start = time.perf_counter()
     for _ in range(steps - 1):
         step(wait=False)
     step()  # the last one waits for the device, as the trainer does once per row
-    rate = steps * batch_size / (time.perf_counter() - start)
+    rate = steps * len(labels) / (time.perf_counter() - start)
     keras.mixed_precision.set_global_policy("float32")
     return rate, model
 

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from experiments.paper import PARAMETERS_M
-from src.models import blocks_per_stage, resnet, trainable_parameters
+from src.models import BatchNorm, blocks_per_stage, resnet, trainable_parameters
 
 
 @pytest.mark.parametrize("depth", [pytest.param(d, marks=pytest.mark.heavy) if d > 1000 else d
@@ -593,3 +593,22 @@ def test_the_cpu_is_read_on_x86_and_arm(tmp_path, monkeypatch, cpuinfo, extensio
     monkeypatch.setattr(machine, "CPUINFO", tmp_path / "cpuinfo")
     assert machine.vector_extensions() == extensions
     assert f"x {lanes} fp32 lanes" in peak_flops()[1]
+
+
+@pytest.mark.parametrize("overrides, norm, group", [
+    (["depth=8", "batch_norm=keras", "train.batch_size=32"], keras.layers.BatchNormalization, None),
+    (["depth=8", "batch_norm_group=16", "train.batch_size=32"], BatchNorm, 16),
+])
+def test_a_runs_time_estimate_times_its_own_network_and_batch(overrides, norm, group):
+    """The step src.run and the sweep time for a run's cost is the run's network (its batch norm,
+    its BN groups) on its batch size, as src.steps.build_model makes it for training; it was a
+    fused-BN net on 128 images whatever the run."""
+    from src.bench import bare_training
+    from src.config import compose
+    cfg = compose(*overrides)
+    _, model, (draw, _, labels) = bare_training(cfg.depth, cfg)
+    assert len(labels) == 32 and draw.images.shape[0] == 32
+    norms = [layer for layer in model.layers if isinstance(layer, (BatchNorm,
+                                                                    keras.layers.BatchNormalization))]
+    assert norms and all(type(layer) is norm and getattr(layer, "group", None) == group
+                         for layer in norms)
