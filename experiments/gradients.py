@@ -146,8 +146,8 @@ def recompute(run_dir: Path) -> float:
 
 
 def initial_network(cfg):
-    """(the run's data, its network as the seed initialised it, its first batch's images and
-    labels): set as src.train's process settings set it, before the data and the network."""
+    """(its network as the seed initialised it, its first batch's images and labels): set as
+    src.train's process settings set it, before the data and the network."""
     import keras
     from src import data as cifar
     from src.steps import build_model
@@ -156,13 +156,13 @@ def initial_network(cfg):
         data = run_data(cfg)
         model = build_model(cfg)
     _, draw, labels = next(iter(cifar.train_batches(data, cfg.train.batch_size, cfg.seed)))
-    return data, model, cifar.augment(draw, data.mean), labels
+    return model, cifar.augment(draw, data.mean), labels
 
 
 def initial_rows(cfg) -> list[dict]:
     """The rows of iteration 0 a run of `cfg` writes: its initial network on its first batch."""
     from src.models import gradient_norms
-    _, model, images, labels = initial_network(cfg)
+    model, images, labels = initial_network(cfg)
     with precision(cfg):
         return gradient_norms(model)(images, labels, 0)
 

@@ -62,7 +62,7 @@ def filter_normalised(weights: list, rng) -> list:
 def initial_weights(cfg) -> list:
     """The run's initial trainable weights, as its seed made them (experiments.gradients)."""
     from experiments.gradients import initial_network
-    return [v.numpy() for v in initial_network(cfg)[1].trainable_weights]
+    return [v.numpy() for v in initial_network(cfg)[0].trainable_weights]
 
 
 def measure(run_dir: Path, images=DEFAULTS["images"], grid=DEFAULTS["grid"],

@@ -141,9 +141,9 @@ def barely_trained(runs, name: str) -> str:
         if error > NEAR_CHANCE else ""
 
 
-def palette(frame, key="label") -> dict:
-    """Each network's colour (plotting.colour), keyed by `key` (label, or name)."""
-    return {k: colour(net, depth) for k, net, depth in zip(frame[key], frame.net, frame.depth)}
+def palette(frame) -> dict:
+    """Each network's colour (plotting.colour), keyed by its label."""
+    return {k: colour(net, depth) for k, net, depth in zip(frame.label, frame.net, frame.depth)}
 
 
 def finish(fig, title: str, runs, out: Path) -> bool:
