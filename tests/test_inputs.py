@@ -175,7 +175,7 @@ def unwritable(tmp_path):
     try:
         yield locked
     finally:
-        subprocess.run(["umount", str(locked)], check=True)
+        subprocess.run(["umount", "--lazy", str(locked)], check=True)
 
 
 def test_an_unwritable_results_dir_is_named(unwritable):
