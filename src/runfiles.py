@@ -116,7 +116,7 @@ def provenance(config: dict, parameters: int) -> Summary:
     import tensorflow_datasets as tfds
     cpu = platform.processor() or platform.machine()
     try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+        cpu = next(line.split(":", 1)[1].strip() for line in open(machine.CPUINFO)
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass

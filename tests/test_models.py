@@ -608,7 +608,7 @@ def test_a_runs_time_estimate_times_its_own_network_and_batch(overrides, norm, g
     cfg = compose(*overrides)
     _, model, (draw, _, labels) = bare_training(cfg.depth, cfg)
     assert len(labels) == 32 and draw.images.shape[0] == 32
-    norms = [layer for layer in model.layers if isinstance(layer, (BatchNorm,
-                                                                    keras.layers.BatchNormalization))]
+    norms = [layer for layer in model.layers
+             if isinstance(layer, (BatchNorm, keras.layers.BatchNormalization))]
     assert norms and all(type(layer) is norm and getattr(layer, "group", None) == group
                          for layer in norms)
